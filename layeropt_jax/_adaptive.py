@@ -1,0 +1,142 @@
+"""The Adam-shaped core shared by LAMVS, AOVS, MALAO, LayerAdam and StableAdamW.
+
+Those methods keep Adam's two moments and differ only in how the direction
+is formed from them, so one transformation updates the moments and a
+per-leaf `direction` function forms the update.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from layeropt_jax import _validation
+
+
+class Direction(Protocol):
+
+  def __call__(
+      self, grad: jax.Array, mu_hat: jax.Array, nu_hat: jax.Array,
+      prev_nu_hat: jax.Array, count: jax.Array,
+  ) -> jax.Array:
+    """The update of one leaf.
+
+    Args:
+      grad: this step's gradient, in float32 or wider.
+      mu_hat: the bias-corrected first moment after this step.
+      nu_hat: the bias-corrected second moment after this step.
+      prev_nu_hat: the bias-corrected second moment before this step (equal
+        to `nu_hat` on the first step).
+      count: t, the number of this update (1 on the first call).
+    """
+
+
+def moment_dtype(param: Any, dtype: Any = None) -> jnp.dtype:
+  """Moments are float32 unless asked otherwise (wider if params are)."""
+  if dtype is not None:
+    return jnp.dtype(dtype)
+  return jnp.promote_types(jnp.result_type(param), jnp.float32)
+
+
+def zeros_like_moment(params: Any, dtype: Any = None) -> Any:
+  return jax.tree.map(
+      lambda p: jnp.zeros(jnp.shape(p), moment_dtype(p, dtype)), params)
+
+
+def scale_by_adaptive_moments(
+    direction: Direction,
+    b1: float,
+    b2: float,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformation:
+  r"""Adam's moments with a method-specific direction.
+
+  .. math::
+    m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
+    v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2, \quad
+    u_t = \mathrm{direction}(g_t, \hat m_t, \hat v_t, \hat v_{t-1}, t)
+
+  Args:
+    direction: the per-leaf rule forming the update from the moments.
+    b1: decay of the first moment.
+    b2: decay of the second moment.
+    mu_dtype: dtype of the first moment; `None` keeps it in float32.
+
+  Returns:
+    An `optax.GradientTransformation` whose state is `optax.ScaleByAdamState`.
+  """
+  _validation.check_beta("b1", b1)
+  _validation.check_beta("b2", b2)
+
+  def init_fn(params):
+    return optax.ScaleByAdamState(
+        count=jnp.zeros([], jnp.int32),
+        mu=zeros_like_moment(params, mu_dtype),
+        nu=zeros_like_moment(params),
+    )
+
+  def update_fn(updates, state, params=None):
+    del params
+    count = optax.safe_increment(state.count)
+    grads = jax.tree.map(lambda g, v: g.astype(v.dtype), updates, state.nu)
+    mu = optax.tree.update_moment(grads, state.mu, b1, 1)
+    nu = optax.tree.update_moment_per_elem_norm(grads, state.nu, b2, 2)
+    mu_hat = optax.tree.bias_correction(mu, b1, count)
+    nu_hat = optax.tree.bias_correction(nu, b2, count)
+    # At t = 1 there is no earlier estimate (1 - b2^0 = 0): use this step's.
+    first = count == 1
+    prev_correction = jnp.where(first, 1.0, 1.0 - b2 ** (count - 1))
+    prev_nu_hat = jax.tree.map(
+        lambda old, new: jnp.where(first, new, old / prev_correction),
+        state.nu, nu_hat)
+    new_updates = jax.tree.map(
+        lambda g, m, v, pv, u: direction(g, m, v, pv, count).astype(u.dtype),
+        grads, mu_hat, nu_hat, prev_nu_hat, updates)
+    mu = jax.tree.map(lambda m, old: m.astype(old.dtype), mu, state.mu)
+    return new_updates, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adam_direction(eps: float) -> Direction:
+  r"""Adam's direction :math:`\hat m / (\sqrt{\hat v} + \epsilon)`."""
+  _validation.check_non_negative("eps", eps)
+
+  def direction(grad, mu_hat, nu_hat, prev_nu_hat, count):
+    del grad, prev_nu_hat, count
+    return mu_hat / (jnp.sqrt(nu_hat) + eps)
+
+  return direction
+
+
+def scale_by_adam(
+    b1: float = 0.9,
+    b2: float = 0.95,
+    eps: float = 1e-8,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformation:
+  r"""Adam's direction with float32 moments (the direction of LayerAdam, MALAO).
+
+  Equal to :func:`optax.scale_by_adam` except that the second moment is kept
+  in float32 for bfloat16 parameters, as every method of this library does.
+
+  .. math::
+    u_t = \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+
+  Args:
+    b1: decay of the first moment.
+    b2: decay of the second moment.
+    eps: added to the denominator.
+    mu_dtype: dtype of the first moment; `None` keeps it in float32.
+
+  Returns:
+    An `optax.GradientTransformation` with state `optax.ScaleByAdamState`.
+
+  References:
+    Kingma and Ba, `Adam: A Method for Stochastic Optimization
+    <https://arxiv.org/abs/1412.6980>`_, 2014
+  """
+  return scale_by_adaptive_moments(adam_direction(eps), b1, b2, mu_dtype)

@@ -1,0 +1,176 @@
+"""The baselines, as optax implements them, with the benchmark's settings.
+
+Each function binds METHODS.md's defaults to optax's own optimizer and
+applies decoupled weight decay to tensors with ndim >= 2 only, as every
+method of the library does. **(choice)** Weight decay is 0.1 for every
+baseline, the reports' AdamW value; optax's other defaults are kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import optax
+from optax import contrib
+
+from layeropt_jax import _validation
+from layeropt_jax.labels import ParamLabels, hidden_matrix_mask
+from layeropt_jax.layerwise import matrices_mask
+
+
+def _check(learning_rate, *, betas: dict[str, Any], non_negative: dict[str, Any]):
+  _validation.check_learning_rate(learning_rate)
+  for name, value in betas.items():
+    _validation.check_beta(name, value)
+  for name, value in non_negative.items():
+    _validation.check_non_negative(name, value)
+
+
+def adamw(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.95,
+    eps: float = 1e-8,
+    weight_decay: float = 0.1,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+  """:func:`optax.adamw` with b2 0.95 and weight decay 0.1 on ndim >= 2."""
+  _check(learning_rate, betas=dict(b1=b1, b2=b2),
+         non_negative=dict(eps=eps, weight_decay=weight_decay))
+  return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps,
+                     weight_decay=weight_decay, mask=matrices_mask,
+                     mu_dtype=mu_dtype)
+
+
+def lion(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    weight_decay: float = 0.1,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+  """:func:`optax.lion` with weight decay 0.1 on ndim >= 2."""
+  _check(learning_rate, betas=dict(b1=b1, b2=b2),
+         non_negative=dict(weight_decay=weight_decay))
+  return optax.lion(learning_rate, b1=b1, b2=b2, mu_dtype=mu_dtype,
+                    weight_decay=weight_decay, mask=matrices_mask)
+
+
+def lamb(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-6,
+    weight_decay: float = 0.1,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+  """:func:`optax.lamb`, weight decay 0.1 on ndim >= 2, and a `mu_dtype`.
+
+  This is optax.lamb's own chain; it is spelled out only because
+  :func:`optax.lamb` does not pass `mu_dtype` to its Adam.
+  """
+  _check(learning_rate, betas=dict(b1=b1, b2=b2),
+         non_negative=dict(eps=eps, weight_decay=weight_decay))
+  return optax.chain(
+      optax.scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype),
+      optax.add_decayed_weights(weight_decay, mask=matrices_mask),
+      optax.scale_by_trust_ratio(),
+      optax.scale_by_learning_rate(learning_rate),
+  )
+
+
+def muon(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    beta: float = 0.95,
+    ns_steps: int = 5,
+    b1: float = 0.9,
+    b2: float = 0.95,
+    eps: float = 1e-8,
+    weight_decay: float = 0.1,
+    param_labels: ParamLabels = None,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+  """:func:`optax.contrib.muon` on the hidden matrices, :func:`adamw` elsewhere.
+
+  The 2-D leaves labelled attn_qkv, attn_out or mlp get Muon (Nesterov
+  momentum `beta`, `ns_steps` Newton-Schulz steps); every other leaf
+  (embedding, head, norms, biases) gets this module's :func:`adamw` with
+  `b1`, `b2`, `eps`. **(choice)** Muon's update is scaled to AdamW's RMS
+  (`consistent_rms=0.2`, Liu et al. 2025) so that one learning rate serves
+  both parts, and both parts decay weights by `weight_decay`.
+  """
+  _check(learning_rate, betas=dict(beta=beta, b1=b1, b2=b2),
+         non_negative=dict(eps=eps, weight_decay=weight_decay))
+  _validation.check_positive("ns_steps", ns_steps)
+  return optax.partition(
+      {
+          "muon": contrib.muon(
+              learning_rate, ns_steps=ns_steps, beta=beta, eps=eps,
+              weight_decay=weight_decay, mu_dtype=mu_dtype,
+              consistent_rms=0.2),
+          "adamw": adamw(learning_rate, b1=b1, b2=b2, eps=eps,
+                         weight_decay=weight_decay, mu_dtype=mu_dtype),
+      },
+      lambda params: jax.tree.map(
+          lambda hidden: "muon" if hidden else "adamw",
+          hidden_matrix_mask(param_labels, params)),
+  )
+
+
+def sophia(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    b1: float = 0.965,
+    b2: float = 0.99,
+    eps: float = 1e-8,
+    gamma: float = 0.01,
+    clip_threshold: float = 1.0,
+    update_interval: int = 10,
+    weight_decay: float = 0.1,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+  """:func:`optax.contrib.sophia` (Sophia-H) with weight decay 0.1 on ndim >= 2.
+
+  Its Hutchinson estimate of the Hessian diagonal needs the loss: every
+  `update` must receive `obj_fn`, a function of the parameters alone::
+
+    obj_fn = lambda p: loss_fn(p, batch)
+    updates, state = tx.update(grads, state, params, obj_fn=obj_fn)
+
+  Inside :class:`flax.nnx.Optimizer`, pass it as
+  `optimizer.update(model, grads, obj_fn=obj_fn)`; `obj_fn` then receives the
+  `nnx.State` of the parameters (merge it with the graph definition).
+  """
+  _check(learning_rate, betas=dict(b1=b1, b2=b2),
+         non_negative=dict(eps=eps, gamma=gamma, clip_threshold=clip_threshold,
+                           weight_decay=weight_decay))
+  _validation.check_positive("update_interval", update_interval)
+  return contrib.sophia(
+      learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+      weight_decay_mask=matrices_mask, gamma=gamma,
+      clip_threshold=clip_threshold, update_interval=update_interval,
+      mu_dtype=mu_dtype)
+
+
+def ademamix(
+    learning_rate: optax.ScalarOrSchedule,
+    *,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    b3: float = 0.9999,
+    alpha: float = 5.0,
+    eps: float = 1e-8,
+    weight_decay: float = 0.1,
+    mu_dtype: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+  """:func:`optax.contrib.ademamix` with weight decay 0.1 on ndim >= 2."""
+  _check(learning_rate, betas=dict(b1=b1, b2=b2, b3=b3),
+         non_negative=dict(alpha=alpha, eps=eps, weight_decay=weight_decay))
+  return contrib.ademamix(
+      learning_rate, b1=b1, b2=b2, b3=b3, alpha=alpha, eps=eps,
+      mu_dtype=mu_dtype, weight_decay=weight_decay, mask=matrices_mask)

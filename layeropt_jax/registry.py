@@ -1,0 +1,85 @@
+"""Every optimizer of the library and the baselines, by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import inspect
+from types import MappingProxyType
+from typing import Any
+
+import optax
+
+from layeropt_jax import baselines
+from layeropt_jax.aovs import aovs
+from layeropt_jax.ladm import ladm
+from layeropt_jax.lamo import lamo
+from layeropt_jax.lamvs import lamvs
+from layeropt_jax.layer_adam import layer_adam
+from layeropt_jax.malao import malao
+from layeropt_jax.stable_adam import stable_adamw
+
+OPTIMIZERS: MappingProxyType[str, Callable[..., optax.GradientTransformation]]
+OPTIMIZERS = MappingProxyType({
+    "lamvs": lamvs,
+    "ladm": ladm,
+    "aovs": aovs,
+    "lamo": lamo,
+    "malao": malao,
+    "layer_adam": layer_adam,
+    "stable_adamw": stable_adamw,
+    "adamw": baselines.adamw,
+    "lion": baselines.lion,
+    "lamb": baselines.lamb,
+    "muon": baselines.muon,
+    "sophia": baselines.sophia,
+    "ademamix": baselines.ademamix,
+})
+SEED_METHODS = ("lamvs", "ladm", "aovs", "lamo", "malao")
+
+
+def hyperparameters(name: str) -> dict[str, Any]:
+  """The keyword arguments of optimizer `name` and their defaults."""
+  factory = _factory(name)
+  return {
+      p.name: p.default
+      for p in inspect.signature(factory).parameters.values()
+      if p.name != "learning_rate"
+  }
+
+
+def _factory(name: str) -> Callable[..., optax.GradientTransformation]:
+  if name not in OPTIMIZERS:
+    raise ValueError(
+        f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+  return OPTIMIZERS[name]
+
+
+def get_optimizer(
+    name: str,
+    learning_rate: optax.ScalarOrSchedule,
+    **overrides: Any,
+) -> optax.GradientTransformationExtraArgs:
+  """Builds optimizer `name` with METHODS.md's defaults and `overrides`.
+
+  Args:
+    name: one of `lamvs ladm aovs lamo malao layer_adam stable_adamw adamw
+      lion lamb muon sophia ademamix`.
+    learning_rate: a float or an optax schedule.
+    **overrides: keyword arguments of that optimizer (see
+      :func:`hyperparameters`).
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs`. `sophia` needs `obj_fn` at
+    every update (see :func:`layeropt_jax.baselines.sophia`).
+
+  Raises:
+    ValueError: for an unknown name or argument (listing the valid ones), or
+      a hyperparameter out of range.
+  """
+  valid = hyperparameters(name)
+  unknown = sorted(set(overrides) - set(valid))
+  if unknown:
+    raise ValueError(
+        f"optimizer {name!r} has no argument(s) {', '.join(unknown)}; "
+        f"valid arguments: {', '.join(valid)}")
+  return _factory(name)(learning_rate, **overrides)
