@@ -168,9 +168,26 @@ def ademamix(
     weight_decay: float = 0.1,
     mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """:func:`optax.contrib.ademamix` with weight decay 0.1 on ndim >= 2."""
+  """:func:`optax.contrib.ademamix` with weight decay 0.1 on ndim >= 2.
+
+  optax 0.2.8 returns its moments in float32 after the first update even with
+  `mu_dtype`; the state is cast back to the dtypes `init` gave it, so the
+  state keeps one structure and `jax.jit` compiles once.
+  """
   _check(learning_rate, betas=dict(b1=b1, b2=b2, b3=b3),
          non_negative=dict(alpha=alpha, eps=eps, weight_decay=weight_decay))
-  return contrib.ademamix(
+  return _keep_state_dtypes(contrib.ademamix(
       learning_rate, b1=b1, b2=b2, b3=b3, alpha=alpha, eps=eps,
-      mu_dtype=mu_dtype, weight_decay=weight_decay, mask=matrices_mask)
+      mu_dtype=mu_dtype, weight_decay=weight_decay, mask=matrices_mask))
+
+
+def _keep_state_dtypes(
+    tx: optax.GradientTransformation,
+) -> optax.GradientTransformationExtraArgs:
+  tx = optax.with_extra_args_support(tx)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    updates, new_state = tx.update(updates, state, params, **extra_args)
+    return updates, optax.tree.cast_like(new_state, state)
+
+  return optax.GradientTransformationExtraArgs(tx.init, update_fn)
