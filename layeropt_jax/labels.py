@@ -125,12 +125,23 @@ def label_params(params: Any, rules: Rules | None = None) -> Any:
 
 
 def resolve_labels(param_labels: ParamLabels, params: Any) -> Any:
-  """The label tree for `params`: given, computed by a callable, or default."""
+  """The label tree for `params`: given, computed by a callable, or default.
+
+  Raises:
+    ValueError: naming every path whose label is not one of `COMPONENTS`.
+  """
   if param_labels is None:
     return label_params(params)
-  if callable(param_labels):
-    return param_labels(params)
-  return param_labels
+  labels = param_labels(params) if callable(param_labels) else param_labels
+  unknown = [
+      f"{path_to_str(path)}={label!r}"
+      for path, label in jax.tree_util.tree_leaves_with_path(labels)
+      if label not in COMPONENTS
+  ]
+  if unknown:
+    raise ValueError(
+        f"param_labels has labels outside {COMPONENTS}: {', '.join(unknown)}")
+  return labels
 
 
 def hidden_matrix_mask(param_labels: ParamLabels, params: Any) -> Any:
