@@ -30,7 +30,7 @@ def _run(tx, params, grad_seq):
 
 @pytest.fixture(scope="module")
 def params():
-  return trees.qwen3_params(tied=False)
+  return trees.qwen3_params(tied=False, num_layers=1)
 
 
 @pytest.mark.parametrize("name", NAMES)
