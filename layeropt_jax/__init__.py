@@ -25,7 +25,6 @@ from layeropt_jax.layerwise import (
 from layeropt_jax.malao import clip_by_tensor_norm, malao
 from layeropt_jax.registry import (
     OPTIMIZERS,
-    SEED_METHODS,
     get_optimizer,
     hyperparameters,
 )

@@ -13,6 +13,7 @@ import re
 from typing import Any, Union
 
 import jax
+import jax.numpy as jnp
 
 COMPONENTS = ("embedding", "attn_qkv", "attn_out", "mlp", "norm", "head")
 HIDDEN_MATRIX_COMPONENTS = frozenset({"attn_qkv", "attn_out", "mlp"})
@@ -148,6 +149,6 @@ def hidden_matrix_mask(param_labels: ParamLabels, params: Any) -> Any:
   """True for the 2-D attention and MLP weights (Muon's and AOVS's domain)."""
   labels = resolve_labels(param_labels, params)
   return jax.tree.map(
-      lambda p, label: jax.numpy.ndim(p) == 2
+      lambda p, label: jnp.ndim(p) == 2
       and label in HIDDEN_MATRIX_COMPONENTS,
       params, labels)

@@ -20,6 +20,7 @@ import math
 from types import MappingProxyType
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from layeropt_jax import _validation
@@ -87,7 +88,7 @@ def scale_by_layer(
 
 def matrices_mask(params):
   """Decoupled weight decay applies to tensors with ndim >= 2 only."""
-  return jax.tree.map(lambda p: jax.numpy.ndim(p) >= 2, params)
+  return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
 
 
 def layerwise_chain(

@@ -34,7 +34,6 @@ OPTIMIZERS = MappingProxyType({
     "sophia": baselines.sophia,
     "ademamix": baselines.ademamix,
 })
-SEED_METHODS = ("lamvs", "ladm", "aovs", "lamo", "malao")
 
 
 def hyperparameters(name: str) -> dict[str, Any]:
