@@ -1,0 +1,199 @@
+"""Qwen3 in Flax NNX, computing what transformers' `Qwen3ForCausalLM` computes.
+
+Module paths keep Hugging Face names (`model/layers/0/self_attn/q_proj/kernel`)
+so that `layeropt_jax.label_params` and weight import need no renaming table
+beyond transposes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class Qwen3Config:
+  """Hugging Face field names; `dtype` is the compute dtype (params stay float32)."""
+  vocab_size: int
+  hidden_size: int
+  intermediate_size: int
+  num_hidden_layers: int
+  num_attention_heads: int
+  num_key_value_heads: int
+  head_dim: int
+  rms_norm_eps: float = 1e-6
+  rope_theta: float = 1e6
+  tie_word_embeddings: bool = True
+  max_position_embeddings: int = 32768
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    for field in ("vocab_size", "hidden_size", "intermediate_size",
+                  "num_hidden_layers", "num_attention_heads",
+                  "num_key_value_heads", "head_dim", "max_position_embeddings"):
+      value = getattr(self, field)
+      if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"Qwen3Config.{field} must be a positive int, got {value!r}")
+    if self.num_attention_heads % self.num_key_value_heads:
+      raise ValueError(
+          f"Qwen3Config.num_attention_heads={self.num_attention_heads} must be a "
+          f"multiple of num_key_value_heads={self.num_key_value_heads}")
+    if self.head_dim % 2:
+      raise ValueError(f"Qwen3Config.head_dim must be even for RoPE, got {self.head_dim}")
+    if self.dtype not in _DTYPES:
+      raise ValueError(f"Qwen3Config.dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+
+  @property
+  def compute_dtype(self) -> Any:
+    return _DTYPES[self.dtype]
+
+  @classmethod
+  def from_hf(cls, config: dict[str, Any], **overrides: Any) -> "Qwen3Config":
+    """From a transformers `config.json` dict (`rope_theta` or `rope_parameters`)."""
+    fields = {f.name for f in dataclasses.fields(cls)} - {"dtype", "rope_theta"}
+    kwargs = {k: config[k] for k in fields if k in config}
+    rope = config.get("rope_parameters") or {}
+    theta = config.get("rope_theta", rope.get("rope_theta"))
+    if theta is not None:
+      kwargs["rope_theta"] = float(theta)
+    if rope.get("rope_type", "default") != "default":
+      raise ValueError(f"rope_parameters.rope_type={rope['rope_type']!r} is not supported")
+    if config.get("num_key_value_heads") is None and "num_attention_heads" in config:
+      kwargs["num_key_value_heads"] = config["num_attention_heads"]
+    return cls(**{**kwargs, **overrides})
+
+
+CONFIGS = {
+    "nano": Qwen3Config(
+        vocab_size=2048, hidden_size=128, intermediate_size=384,
+        num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=32, rope_theta=1e4, max_position_embeddings=1024),
+    "small": Qwen3Config(
+        vocab_size=8192, hidden_size=384, intermediate_size=1024,
+        num_hidden_layers=10, num_attention_heads=6, num_key_value_heads=2,
+        head_dim=64, rope_theta=1e4, max_position_embeddings=2048),
+    "qwen3-134m": Qwen3Config(
+        vocab_size=151936, hidden_size=512, intermediate_size=1792,
+        num_hidden_layers=15, num_attention_heads=8, num_key_value_heads=8,
+        head_dim=64, rope_theta=1e6, max_position_embeddings=4096),
+    "qwen3-0.6b": Qwen3Config(
+        vocab_size=151936, hidden_size=1024, intermediate_size=3072,
+        num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
+        head_dim=128, rope_theta=1e6, rms_norm_eps=1e-6,
+        max_position_embeddings=40960),
+}
+
+
+def rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+  """Rotary embedding of `x [B, T, heads, head_dim]`, rotate-half layout as in HF."""
+  half = x.shape[-1] // 2
+  inv_freq = 1.0 / theta ** (jnp.arange(0, half, dtype=jnp.float32) / half)
+  angles = positions[..., None].astype(jnp.float32) * inv_freq  # [B, T, half]
+  cos = jnp.cos(angles)[:, :, None, :]
+  sin = jnp.sin(angles)[:, :, None, :]
+  x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x.dtype)
+
+
+def _linear(cfg: Qwen3Config, n_in: int, n_out: int, rngs: nnx.Rngs) -> nnx.Linear:
+  return nnx.Linear(
+      n_in, n_out, use_bias=False, dtype=cfg.compute_dtype,
+      param_dtype=jnp.float32,
+      kernel_init=nnx.initializers.normal(0.02), rngs=rngs)
+
+
+def _norm(cfg: Qwen3Config, n: int, rngs: nnx.Rngs) -> nnx.RMSNorm:
+  return nnx.RMSNorm(n, epsilon=cfg.rms_norm_eps, dtype=cfg.compute_dtype,
+                     param_dtype=jnp.float32, rngs=rngs)
+
+
+class Qwen3Attention(nnx.Module):
+
+  def __init__(self, cfg: Qwen3Config, rngs: nnx.Rngs):
+    self.cfg = cfg
+    h, d = cfg.hidden_size, cfg.head_dim
+    self.q_proj = _linear(cfg, h, cfg.num_attention_heads * d, rngs)
+    self.k_proj = _linear(cfg, h, cfg.num_key_value_heads * d, rngs)
+    self.v_proj = _linear(cfg, h, cfg.num_key_value_heads * d, rngs)
+    self.o_proj = _linear(cfg, cfg.num_attention_heads * d, h, rngs)
+    self.q_norm = _norm(cfg, d, rngs)
+    self.k_norm = _norm(cfg, d, rngs)
+
+  def __call__(self, x: jax.Array, positions: jax.Array) -> jax.Array:
+    cfg = self.cfg
+    b, t, _ = x.shape
+    q = self.q_norm(self.q_proj(x).reshape(b, t, cfg.num_attention_heads, cfg.head_dim))
+    k = self.k_norm(self.k_proj(x).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim))
+    v = self.v_proj(x).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim)
+    q, k = rope(q, positions, cfg.rope_theta), rope(k, positions, cfg.rope_theta)
+    out = jax.nn.dot_product_attention(q, k, v.astype(q.dtype), is_causal=True)
+    return self.o_proj(out.reshape(b, t, -1))
+
+
+class Qwen3MLP(nnx.Module):
+
+  def __init__(self, cfg: Qwen3Config, rngs: nnx.Rngs):
+    self.gate_proj = _linear(cfg, cfg.hidden_size, cfg.intermediate_size, rngs)
+    self.up_proj = _linear(cfg, cfg.hidden_size, cfg.intermediate_size, rngs)
+    self.down_proj = _linear(cfg, cfg.intermediate_size, cfg.hidden_size, rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Qwen3DecoderLayer(nnx.Module):
+
+  def __init__(self, cfg: Qwen3Config, rngs: nnx.Rngs):
+    self.input_layernorm = _norm(cfg, cfg.hidden_size, rngs)
+    self.self_attn = Qwen3Attention(cfg, rngs)
+    self.post_attention_layernorm = _norm(cfg, cfg.hidden_size, rngs)
+    self.mlp = Qwen3MLP(cfg, rngs)
+
+  def __call__(self, x: jax.Array, positions: jax.Array) -> jax.Array:
+    x = x + self.self_attn(self.input_layernorm(x), positions)
+    return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Qwen3Model(nnx.Module):
+
+  def __init__(self, cfg: Qwen3Config, rngs: nnx.Rngs):
+    self.embed_tokens = nnx.Embed(
+        cfg.vocab_size, cfg.hidden_size, dtype=cfg.compute_dtype,
+        param_dtype=jnp.float32,
+        embedding_init=nnx.initializers.normal(0.02), rngs=rngs)
+    self.layers = nnx.List(
+        [Qwen3DecoderLayer(cfg, rngs) for _ in range(cfg.num_hidden_layers)])
+    self.norm = _norm(cfg, cfg.hidden_size, rngs)
+
+  def __call__(self, input_ids: jax.Array, positions: jax.Array) -> jax.Array:
+    x = self.embed_tokens(input_ids)
+    for layer in self.layers:
+      x = layer(x, positions)
+    return self.norm(x)
+
+
+class Qwen3ForCausalLM(nnx.Module):
+  """`input_ids [B, T] int32 -> logits [B, T, V] float32`."""
+
+  def __init__(self, config: Qwen3Config, *, rngs: nnx.Rngs):
+    self.config = config
+    self.model = Qwen3Model(config, rngs)
+    if not config.tie_word_embeddings:
+      self.lm_head = _linear(config, config.hidden_size, config.vocab_size, rngs)
+
+  def __call__(self, input_ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+    if positions is None:
+      positions = jnp.broadcast_to(jnp.arange(input_ids.shape[1]), input_ids.shape)
+    x = self.model(input_ids, positions)
+    if self.config.tie_word_embeddings:
+      logits = self.model.embed_tokens.attend(x)
+    else:
+      logits = self.lm_head(x)
+    return logits.astype(jnp.float32)
