@@ -20,10 +20,8 @@ _TIED_HEAD = "lm_head.weight"
 def _hf_name(path: tuple[Any, ...]) -> tuple[str, bool]:
   """HF key of a Flax parameter path, and whether the array is transposed."""
   *module, leaf = (str(p) for p in path)
-  if leaf == "kernel":
-    return ".".join(module) + ".weight", True
-  # Embed.embedding and RMSNorm.scale are stored as HF's `weight` unchanged.
-  return ".".join(module) + ".weight", False
+  # Linear kernels are transposed; Embed.embedding and RMSNorm.scale are not.
+  return ".".join(module) + ".weight", leaf == "kernel"
 
 
 def _params(model: nnx.Module) -> dict[tuple[Any, ...], nnx.Variable]:
@@ -59,7 +57,7 @@ def load_hf_state_dict(model: nnx.Module, state_dict: Mapping[str, Any] | str | 
     state_dict = load_file(os.fspath(state_dict))
   params = _params(model)
   expected = {}
-  for path, var in params.items():
+  for path in params:
     name, transposed = _hf_name(path)
     expected[name] = (path, transposed)
   given = dict(state_dict)
