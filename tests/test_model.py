@@ -81,13 +81,13 @@ def test_bad_state_dict_lists_every_problem():
   sd = hf.to_hf_state_dict(model)
   del sd["model.norm.weight"], sd["lm_head.weight"]
   sd["model.layers.0.self_attn.q_proj.bias"] = np.zeros(48)
-  sd["model.layers.1.mlp.up_proj.weight"] = np.zeros((3, 3))
+  sd["model.layers.1.mlp.up_proj.weight"] = np.zeros((3, 4))
   with pytest.raises(ValueError) as e:
     hf.load_hf_state_dict(model, sd)
   msg = str(e.value)
   for part in ("model.norm.weight", "lm_head.weight",
                "model.layers.0.self_attn.q_proj.bias",
-               "model.layers.1.mlp.up_proj.weight: got (3, 3), expected (56, 32)"):
+               "model.layers.1.mlp.up_proj.weight: got (3, 4), expected (56, 32)"):
     assert part in msg, part
 
 

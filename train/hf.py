@@ -72,11 +72,11 @@ def load_hf_state_dict(model: nnx.Module, state_dict: Mapping[str, Any] | str | 
     if hasattr(value, "detach"):  # a torch tensor
       value = value.detach().float().cpu().numpy()
     value = np.asarray(value, np.float32)
-    value = value.T if transposed else value
     want = params[path].get_value().shape
-    if value.shape != want:
-      mismatched.append(f"{name}: got {value.shape}, expected {tuple(reversed(want)) if transposed else want}")
-    arrays[path] = value
+    want_hf = tuple(reversed(want)) if transposed else want
+    if value.shape != want_hf:
+      mismatched.append(f"{name}: got {value.shape}, expected {want_hf}")
+    arrays[path] = value.T if transposed else value
   if missing or unexpected or mismatched:
     raise ValueError(
         "load_hf_state_dict: "
