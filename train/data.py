@@ -104,9 +104,12 @@ def load_split(name: str, split: str, data_dir: str | os.PathLike,
   if manual_dir is not None and not pathlib.Path(manual_dir).is_dir():
     raise ValueError(f"data directory {manual_dir} does not exist")
   builder = builders[name](data_dir=os.fspath(data_dir), file_format="array_record")
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=None if manual_dir is None else os.fspath(manual_dir),
-      try_download_gcs=False))
+  try:
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=None if manual_dir is None else os.fspath(manual_dir),
+        try_download_gcs=False))
+  except AssertionError as e:  # how TFDS reports a split with no examples
+    raise ValueError(f"dataset {name} is empty: {e}") from None
   return builder.as_data_source(split=split)
 
 
@@ -137,10 +140,7 @@ def get_tokenizer(source, vocab_size: int, cache_path: pathlib.Path,
   if not cache_path.is_file():
     tokenizer = train_tokenizer((_text(source[i]) for i in range(len(source))),
                                 vocab_size)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_path.with_suffix(".tmp")
-    tokenizer.save(os.fspath(tmp))
-    os.replace(tmp, cache_path)
+    _save_atomically(cache_path, lambda tmp: tokenizer.save(os.fspath(tmp)))
   return Tokenizer.from_file(os.fspath(cache_path))
 
 
@@ -158,6 +158,54 @@ def pack(source, tokenizer: Tokenizer, window: int) -> np.ndarray:
     raise ValueError(
         f"the dataset has {len(stream)} tokens, fewer than one window of {window}")
   return stream[: n * window].reshape(n, window)
+
+
+def _save_atomically(path: pathlib.Path, write) -> None:
+  """Writes through a per-process temporary file, so concurrent writers and
+  kills never leave a partial file under `path`."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+  write(tmp)
+  os.replace(tmp, path)
+
+
+def prepare(name: str, window: int, vocab_size: int,
+            cache_dir: str | os.PathLike,
+            data_dir: str | os.PathLike | None = None,
+            tokenizer_file: str | os.PathLike | None = None):
+  """The tokenizer and the packed train and validation windows of a dataset.
+
+  The TFDS dataset, the trained BPE and the packed windows are cached under
+  `cache_dir`, keyed by dataset, tokenizer contents and window, so a second
+  run starts without re-tokenising.
+
+  Returns:
+    `(tokenizer, {"train": windows, "validation": windows})`, windows being
+    `int32 [n, window]` arrays.
+  """
+  cache = pathlib.Path(cache_dir)
+  splits = {s: load_split(name, s, cache, data_dir) for s in ("train", "validation")}
+  tokenizer = get_tokenizer(splits["train"], vocab_size,
+                            cache / "tokenizers" / f"{name}-bpe{vocab_size}.json",
+                            tokenizer_file)
+  if tokenizer.get_vocab_size() > vocab_size:
+    raise ValueError(
+        f"the tokenizer has {tokenizer.get_vocab_size()} tokens, more than the "
+        f"model's vocab_size {vocab_size}")
+  digest = hashlib.sha256(tokenizer.to_str().encode()).hexdigest()[:16]
+  windows = {}
+  for split, source in splits.items():
+    path = cache / "packed" / f"{name}-{split}-{digest}-{window}.npy"
+    if not path.is_file():
+      packed = pack(source, tokenizer, window)
+
+      def write(tmp, packed=packed):
+        with open(tmp, "wb") as f:
+          np.save(f, packed)
+
+      _save_atomically(path, write)
+    windows[split] = np.load(path)
+  return tokenizer, windows
 
 
 def batches(windows: np.ndarray, global_batch: int, seed: int,

@@ -1,0 +1,280 @@
+"""The trainer end to end: the CLI, exact resume, parallelism, multi-host, errors."""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from layeropt_jax import OPTIMIZERS
+from train import checkpoint, model, optim, step
+from train.config import TrainConfig, from_args
+from train.train import train
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+# A short run: 60 steps of 8 x 32 tokens, logging every 2 steps.
+SHORT = ["--steps", "60", "--warmup", "5", "--batch-size", "8", "--seq-len", "32",
+         "--log-every", "2", "--eval-every", "10", "--eval-batches", "2",
+         "--checkpoint-every", "10", "--no-progress"]
+TINY = model.Qwen3Config(vocab_size=256, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, head_dim=16, max_position_embeddings=64)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+  """Prepared datasets, tokenizers and packed windows, shared by a module's runs."""
+  return tmp_path_factory.mktemp("tfds")
+
+
+def command(workdir, *args):
+  return [sys.executable, "-m", "train.train", "--workdir", str(workdir), *args]
+
+
+def environment(cache, devices=1):
+  return {**os.environ, "TFDS_DATA_DIR": str(cache),
+          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+
+
+def run(args, cache, devices=1):
+  result = subprocess.run(args, cwd=REPO, env=environment(cache, devices),
+                          capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def records(workdir):
+  return [json.loads(line) for line in (pathlib.Path(workdir) / "metrics.jsonl").open()]
+
+
+def without_timing(rows):
+  """Wall-clock time is the one field two runs cannot share."""
+  return [{k: v for k, v in r.items() if k != "step_time_s"} for r in rows]
+
+
+def snapshot(directory):
+  return {p: p.read_bytes() for p in sorted(pathlib.Path(directory).rglob("*")) if p.is_file()}
+
+
+def test_default_command_trains_nano(tmp_path, cache):
+  workdir = tmp_path / "run"
+  run(command(workdir, "--config", "nano", "--optimizer", "ladm", "--lr", "3e-3",
+              "--steps", "200"), cache)
+  rows = records(workdir)
+  steps = [r for r in rows if "event" not in r]
+  assert [r["step"] for r in steps] == list(range(10, 201, 10))
+  assert steps[0]["train_loss"] - steps[-1]["train_loss"] > 1.0
+  for r in steps:
+    assert {"step", "train_loss", "lr", "tokens", "step_time_s"} <= set(r)
+    assert r["tokens"] == r["step"] * 16 * 128
+  assert [r["step"] for r in steps if "val_loss" in r] == [50, 100, 150, 200]
+  assert rows[-1] == {"event": "done", "step": 200, "val_loss": steps[-1]["val_loss"],
+                      "tokens": 200 * 16 * 128}
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["100", "200"]
+  assert (workdir / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def kill_when(args, cache, condition, timeout=300):
+  """Starts a run, SIGKILLs it as soon as `condition()` holds."""
+  proc = subprocess.Popen(args, cwd=REPO, env=environment(cache),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.monotonic() + timeout
+  while not condition() and proc.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.002)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+
+
+def test_resume_conflicts_and_interrupted_saves(tmp_path, cache):
+  uninterrupted = tmp_path / "uninterrupted"
+  run(command(uninterrupted, *SHORT), cache)
+  expected = without_timing(records(uninterrupted))
+
+  # Killed after its first checkpoint, then rerun: the same metrics, each step once.
+  killed = tmp_path / "killed"
+  kill_when(command(killed, *SHORT), cache, (killed / "checkpoints" / "10").is_dir)
+  assert "done" not in (killed / "metrics.jsonl").read_text()
+  run(command(killed, *SHORT), cache)
+  assert without_timing(records(killed)) == expected
+
+  # A conflicting rerun is refused, naming the conflict, and changes nothing.
+  before = snapshot(killed)
+  for flag, value in (("--optimizer", "lion"), ("--steps", "90"), ("--batch-size", "16")):
+    # argparse keeps a flag's last value.
+    result = subprocess.run(command(killed, *SHORT, flag, value), cwd=REPO,
+                            env=environment(cache), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: workdir")
+    assert flag[2:].replace("-", "_") in result.stderr
+  assert snapshot(killed) == before
+
+  # Saves killed mid-write (checkpointing every step) leave the previous
+  # checkpoint restorable, and the run still ends as the uninterrupted one.
+  saves = tmp_path / "saves"
+  every_step = SHORT + ["--checkpoint-every", "1"]
+  interrupted_saves = 0
+  for _ in range(5):
+    in_flight = lambda: any("tmp" in p.name for p in (saves / "checkpoints").glob("*"))
+    kill_when(command(saves, *every_step), cache, in_flight)
+    interrupted_saves += in_flight()
+    if interrupted_saves >= 2:
+      break
+  assert interrupted_saves >= 1
+  run(command(saves, *every_step), cache)
+  assert without_timing(records(saves)) == expected
+
+
+def test_bad_input_is_refused_naming_it(tmp_path):
+  base = ["--workdir", str(tmp_path / "w")]
+  cases = {
+      ("--config", "huge"): "unknown --config 'huge'; valid: nano, small",
+      ("--optimizer", "sgd"): "unknown --optimizer 'sgd'; valid: lamvs",
+      ("--preset", "adam-paper"): "unknown --preset 'adam-paper'; valid: lamvs-paper",
+      ("--seq-len", "2048"): "--seq-len 2048 is longer than config nano's max_position_embeddings 1024",
+      ("--data-dir", str(tmp_path / "none")): f"--data-dir {tmp_path / 'none'} does not exist",
+      ("--data", "fineweb"): "--data fineweb needs --data-dir",
+      ("--tokenizer", str(tmp_path / "t.json")): f"--tokenizer {tmp_path / 't.json'} does not exist",
+      ("--opt", "b1=1.5"): "b1=1.5",
+      ("--opt", "nesterov=True"): "optimizer 'adamw' has no argument(s) nesterov",
+      ("--steps", "0"): "--steps must be positive, got 0",
+      ("--warmup", "300"): "--warmup 300 must be shorter than --steps 200",
+      ("--schedule", "step"): "unknown --schedule 'step'",
+  }
+  for args, message in cases.items():
+    with pytest.raises(ValueError, match=re.escape(message)):
+      from_args(base + list(args))
+  assert not (tmp_path / "w").exists()
+
+
+def test_errors_found_at_run_time_touch_nothing(tmp_path):
+  with pytest.raises(ValueError, match="--batch-size 12 is not divisible by the 8 devices"):
+    train(TrainConfig(workdir=str(tmp_path / "w"), batch_size=12))
+  empty = tmp_path / "parquet"
+  empty.mkdir()
+  pq.write_table(pa.table({"text": pa.array([], pa.string()), "id": pa.array([], pa.string())}),
+                 empty / "part-0.parquet")
+  with pytest.raises(ValueError, match="dataset fineweb is empty"):
+    train(TrainConfig(workdir=str(tmp_path / "w"), data="fineweb", data_dir=str(empty),
+                      cache_dir=str(tmp_path / "tfds")))
+  assert not (tmp_path / "w").exists()
+
+
+def test_cli_errors_are_one_line(tmp_path):
+  result = subprocess.run(command(tmp_path / "w", "--optimizer", "sgd"), cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      "error: unknown --optimizer 'sgd'; valid: " + ", ".join(OPTIMIZERS)]
+
+
+def tiny_trainer(mesh, fsdp=False, optimizer="ladm", steps=4):
+  config = TrainConfig(workdir="unused", optimizer=optimizer, steps=steps, warmup=1)
+  return step.Trainer(TINY, optim.make_optimizer(config), mesh, fsdp, seed=0)
+
+
+def train_losses(trainer, steps=4, batch=8):
+  rng = np.random.default_rng(0)
+  state = trainer.init()
+  losses = []
+  for _ in range(steps):
+    tokens = rng.integers(0, TINY.vocab_size, (batch, 17), dtype=np.int32)
+    state, out = trainer.train_step(state, trainer.global_batch(tokens))
+    losses.append(float(out["loss"]))
+  return losses, state
+
+
+def one_device_mesh():
+  return jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=jax.devices()[:1])
+
+
+def test_data_parallel_and_fsdp_match_one_device():
+  assert jax.device_count() == 8
+  single, _ = train_losses(tiny_trainer(one_device_mesh()))
+  data_parallel, _ = train_losses(tiny_trainer(step.make_mesh()))
+  fsdp_trainer = tiny_trainer(step.make_mesh(), fsdp=True)
+  fsdp, state = train_losses(fsdp_trainer)
+  np.testing.assert_allclose(data_parallel, single, rtol=1e-5)
+  np.testing.assert_allclose(fsdp, single, rtol=1e-5)
+  assert single[-1] < single[0]
+
+  # Every parameter and every param-shaped state buffer (ladm: mf, ms, v) is
+  # split 8 ways on a dimension divisible by 8; scalars are replicated.
+  sharded = 0
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+    shard = leaf.addressable_shards[0].data.shape
+    if leaf.ndim and max(leaf.shape) % 8 == 0:
+      assert np.prod(shard) * 8 == leaf.size, jax.tree_util.keystr(path)
+      sharded += 1
+    else:
+      assert shard == leaf.shape
+  params = len(jax.tree.leaves(state.params))
+  assert sharded == 4 * params
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_every_optimizer_trains_in_the_trainer(name):
+  losses, _ = train_losses(tiny_trainer(step.make_mesh(), optimizer=name, steps=6), steps=6)
+  assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_nonfinite_steps_are_skipped_and_counted():
+  trainer = tiny_trainer(one_device_mesh())
+  state = trainer.init()
+  params = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(np.nan) if x.ndim else x,
+                        state.params)
+  before = jax.tree.map(np.asarray, (params, state.opt_state.inner_state))
+  state, out = trainer.train_step(step.TrainState(params, state.opt_state),
+                                  trainer.global_batch(np.zeros((8, 17), np.int32)))
+  assert int(out["nonfinite_steps"]) == 1
+  after = jax.tree.map(np.asarray, (state.params, state.opt_state.inner_state))
+  jax.tree.map(np.testing.assert_array_equal, after, before)
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one_and_share_a_checkpoint(tmp_path, cache):
+  args = ["--steps", "6", "--warmup", "2", "--batch-size", "8", "--seq-len", "32",
+          "--log-every", "1", "--eval-every", "3", "--eval-batches", "2", "--no-progress"]
+  single = tmp_path / "single"
+  run(command(single, *args), cache, devices=8)
+  pair = tmp_path / "pair"
+  port = free_port()
+  procs = [subprocess.Popen(
+      command(pair, *args, "--coordinator-address", f"127.0.0.1:{port}",
+              "--num-processes", "2", "--process-id", str(i)),
+      cwd=REPO, env=environment(cache, devices=4),
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  outputs = [p.communicate(timeout=600)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+
+  ours, theirs = records(pair), records(single)
+  assert [r["step"] for r in ours] == [r["step"] for r in theirs]
+  for a, b in zip(ours, theirs):
+    np.testing.assert_allclose(a.get("train_loss", 0), b.get("train_loss", 0), rtol=1e-5)
+    np.testing.assert_allclose(a.get("val_loss", 0), b.get("val_loss", 0), rtol=1e-5)
+
+  # The checkpoint written by both processes restores here, in one process.
+  config = from_args(["--workdir", str(pair), *args])
+  trainer = step.Trainer(config.model_config, optim.make_optimizer(config),
+                         step.make_mesh(), config.fsdp, config.seed)
+  restored = [checkpoint.Checkpoints(w, 3).restore(6, trainer.abstract_state)
+              for w in (pair, single)]
+  assert restored[0][1] == restored[1][1] == {"next_index": 6}
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               restored[0][0], restored[1][0])

@@ -1,0 +1,77 @@
+"""Run directories: the run's settings and its orbax checkpoints.
+
+A checkpoint holds the train state (parameters and optimizer state) and the
+grain iterator state, written asynchronously and committed atomically by
+orbax: a save killed mid-write leaves a temporary directory that is never
+taken for a checkpoint, and the previous one stays the latest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from train.config import TrainConfig
+
+RUN_FILE = "run.json"
+
+
+def check_workdir(config: TrainConfig) -> None:
+  """Checks that a workdir holding a run (`<workdir>/run.json`) would be
+  continued by `config`, before anything is computed or written.
+
+  Raises:
+    ValueError: naming every setting that conflicts with the recorded run.
+  """
+  path = pathlib.Path(config.workdir) / RUN_FILE
+  if path.is_file():
+    conflicts = config.conflicts(json.loads(path.read_text()))
+    if conflicts:
+      raise ValueError(
+          f"workdir {config.workdir} holds another run ({'; '.join(conflicts)}); "
+          "use a new --workdir")
+
+
+def record_run(config: TrainConfig) -> None:
+  """Writes the run's settings to `<workdir>/run.json` (process 0, once)."""
+  path = pathlib.Path(config.workdir) / RUN_FILE
+  if jax.process_index() == 0 and not path.is_file():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(config), indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+class Checkpoints:
+  """Keeps the last `keep` checkpoints of a run under `<workdir>/checkpoints`."""
+
+  def __init__(self, workdir: str | os.PathLike, keep: int):
+    self.manager = ocp.CheckpointManager(
+        pathlib.Path(workdir).absolute() / "checkpoints",
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, enable_async_checkpointing=True, create=True))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state: Any, data_state: dict[str, Any]) -> None:
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)))
+
+  def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict[str, Any]]:
+    """The state of checkpoint `step`, placed with `abstract_state`'s shardings
+    (`jax.ShapeDtypeStruct`s), and the data iterator state."""
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+    return restored.state, restored.data
+
+  def close(self) -> None:
+    """Waits for pending saves to commit."""
+    self.manager.wait_until_finished()
+    self.manager.close()

@@ -1,0 +1,56 @@
+"""`metrics.jsonl`: one JSON object per logged step, and its loss-curve plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+
+class MetricsLog:
+  """Appends records to a JSON-lines file, flushed line by line."""
+
+  def __init__(self, path: str | os.PathLike):
+    self.path = pathlib.Path(path)
+
+  def records(self) -> list[dict[str, Any]]:
+    """Every complete record (a line cut by a kill is not one)."""
+    if not self.path.is_file():
+      return []
+    out = []
+    for line in self.path.read_text().splitlines():
+      try:
+        out.append(json.loads(line))
+      except json.JSONDecodeError:
+        continue
+    return out
+
+  def truncate(self, step: int) -> None:
+    """Keeps the step records up to `step`: a resumed run logs later steps again."""
+    kept = [r for r in self.records() if "event" not in r and r["step"] <= step]
+    tmp = self.path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(tmp, self.path)
+
+  def write(self, record: dict[str, Any]) -> None:
+    with self.path.open("a") as f:
+      f.write(json.dumps(record) + "\n")
+
+
+def plot(records: list[dict[str, Any]], path: str | os.PathLike, title: str) -> None:
+  """Train and validation loss against step, as a PNG."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  steps = [r for r in records if "event" not in r]
+  fig, ax = plt.subplots(figsize=(6, 4))
+  ax.plot([r["step"] for r in steps], [r["train_loss"] for r in steps], label="train")
+  val = [r for r in steps if "val_loss" in r]
+  ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation")
+  ax.set(xlabel="step", ylabel="loss (nats/token)", title=title)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
