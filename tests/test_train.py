@@ -278,3 +278,33 @@ def test_two_processes_match_one_and_share_a_checkpoint(tmp_path, cache):
   assert restored[0][1] == restored[1][1] == {"next_index": 6}
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                restored[0][0], restored[1][0])
+
+
+def test_init_from_a_hugging_face_checkpoint(tmp_path):
+  from flax import nnx
+  from safetensors.numpy import save_file
+  from train import hf
+
+  source = model.Qwen3ForCausalLM(TINY, rngs=nnx.Rngs(7))
+  save_file(hf.to_hf_state_dict(source), tmp_path / "model.safetensors")
+  trainer = tiny_trainer(step.make_mesh())
+  state = trainer.init(hf.load_hf_params(TINY, tmp_path / "model.safetensors"))
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params),
+               jax.tree.map(np.asarray, nnx.state(source, nnx.Param)))
+  assert int(state.opt_state.inner_state[0].count) == 0
+
+  with pytest.raises(ValueError, match="is not a .safetensors file"):
+    from_args(["--workdir", str(tmp_path / "w"), "--init-from", str(tmp_path / "x.bin")])
+
+
+def test_presets_set_the_reports_setup(tmp_path):
+  for name in ("lamvs-paper", "ladm-paper", "aovs-paper", "lamo-paper", "malao-paper"):
+    config = from_args(["--workdir", str(tmp_path), "--preset", name, "--data-dir", str(tmp_path)])
+    assert (config.config, config.data, config.batch_size) == ("qwen3-134m", "fineweb", 512)
+    assert config.optimizer == name.removesuffix("-paper")
+    assert config.opt["weight_decay"] == 0.1
+  lamvs = from_args(["--workdir", str(tmp_path), "--preset", "lamvs-paper",
+                     "--data-dir", str(tmp_path), "--lr", "1e-3", "--opt", "b2=0.99"])
+  assert (lamvs.lr, lamvs.warmup, lamvs.opt) == (1e-3, 800, {"weight_decay": 0.1, "b2": 0.99})
+  assert from_args(["--workdir", str(tmp_path), "--preset", "lamo-paper",
+                    "--data-dir", str(tmp_path)]).lr == 1e-4

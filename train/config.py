@@ -24,7 +24,12 @@ DATASETS = ("python_stdlib", "fineweb")
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """One training run. `opt` holds optimizer keyword overrides (`--opt b1=0.8`)."""
+  """One training run.
+
+  `opt` holds optimizer keyword overrides (`--opt b1=0.8`); `init_from` a
+  Hugging Face `.safetensors` checkpoint to start from (fine-tuning), whose
+  shapes must match `config`.
+  """
   workdir: str
   config: str = "nano"
   optimizer: str = "adamw"
@@ -41,6 +46,7 @@ class TrainConfig:
   data: str = "python_stdlib"
   data_dir: str | None = None
   tokenizer: str | None = None
+  init_from: str | None = None
   cache_dir: str = os.environ.get(
       "TFDS_DATA_DIR", os.path.join(os.path.expanduser("~"), "tensorflow_datasets"))
   eval_every: int = 50
@@ -85,6 +91,9 @@ class TrainConfig:
       raise ValueError(f"--data-dir {self.data_dir} does not exist")
     if self.tokenizer is not None and not pathlib.Path(self.tokenizer).is_file():
       raise ValueError(f"--tokenizer {self.tokenizer} does not exist")
+    if self.init_from is not None and not (
+        pathlib.Path(self.init_from).is_file() and self.init_from.endswith(".safetensors")):
+      raise ValueError(f"--init-from {self.init_from} is not a .safetensors file")
     # Builds the optimizer once so that unknown or out-of-range --opt values
     # fail here, naming the argument, rather than after data preparation.
     registry.get_optimizer(self.optimizer, self.lr, **self.opt)

@@ -84,3 +84,12 @@ def load_hf_state_dict(model: nnx.Module, state_dict: Mapping[str, Any] | str | 
         f"shape mismatches {mismatched}")
   for path, value in arrays.items():
     params[path].set_value(jnp.asarray(value, params[path].get_value().dtype))
+
+
+def load_hf_params(config, path: str | os.PathLike) -> nnx.State:
+  """The `nnx.Param` state of a `Qwen3ForCausalLM(config)` holding a
+  `.safetensors` checkpoint's weights (see :func:`load_hf_state_dict`)."""
+  from train.model import Qwen3ForCausalLM
+  model = Qwen3ForCausalLM(config, rngs=nnx.Rngs(0))
+  load_hf_state_dict(model, path)
+  return nnx.state(model, nnx.Param)

@@ -79,7 +79,8 @@ class Trainer:
     self.batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
     replicated = NamedSharding(mesh, P())
 
-    self.init = jax.jit(init, out_shardings=self.state_sharding)
+    self._init = jax.jit(init, out_shardings=self.state_sharding)
+    self._init_opt_state = jax.jit(tx.init, out_shardings=self.state_sharding.opt_state)
     self.train_step = jax.jit(
         self._train_step,
         in_shardings=(self.state_sharding, self.batch_sharding),
@@ -89,6 +90,14 @@ class Trainer:
         lambda params, tokens: loss_fn(self.graphdef, params, tokens),
         in_shardings=(self.state_sharding.params, self.batch_sharding),
         out_shardings=replicated)
+
+  def init(self, params: nnx.State | None = None) -> TrainState:
+    """Fresh parameters (seeded), or given ones (e.g. a Hugging Face checkpoint's)
+    with a fresh optimizer state, placed with the run's shardings."""
+    if params is None:
+      return self._init()
+    params = jax.device_put(params, self.state_sharding.params)
+    return TrainState(params, self._init_opt_state(params))
 
   def _train_step(self, state: TrainState, tokens: jax.Array):
     loss = lambda params: loss_fn(self.graphdef, params, tokens)

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import tqdm
 
-from train import checkpoint, data, metrics, optim, step
+from train import checkpoint, data, hf, metrics, optim, step
 from train.config import TrainConfig, from_args
 
 log = logging.getLogger("train")
@@ -75,7 +75,9 @@ def train(config: TrainConfig) -> pathlib.Path:
       grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)))
   first = checkpoints.latest_step()
   if first is None:
-    first, state = 0, trainer.init()
+    first = 0
+    state = trainer.init(hf.load_hf_params(model_config, config.init_from)
+                         if config.init_from else None)
   else:
     state, data_state = checkpoints.restore(first, trainer.abstract_state)
     iterator.set_state(data_state)
