@@ -1,9 +1,11 @@
 """The trainer end to end: the CLI, exact resume, parallelism, multi-host, errors."""
 
+import dataclasses
 import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +21,7 @@ import pytest
 from layeropt_jax import OPTIMIZERS
 from train import checkpoint, model, optim, step
 from train.config import TrainConfig, from_args
-from train.train import train
+from train.train import train, train_sweep
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # A short run: 60 steps of 8 x 32 tokens, logging every 2 steps.
@@ -178,20 +180,22 @@ def test_cli_errors_are_one_line(tmp_path):
       "error: unknown --optimizer 'sgd'; valid: " + ", ".join(OPTIMIZERS)]
 
 
-def tiny_trainer(mesh, fsdp=False, optimizer="ladm", steps=4):
+def tiny_trainer(mesh, fsdp=False, optimizer="ladm", steps=4, seeds=(0,), lrs=(1e-3,)):
   config = TrainConfig(workdir="unused", optimizer=optimizer, steps=steps, warmup=1)
-  return step.Trainer(TINY, optim.make_optimizer(config), mesh, fsdp, seed=0)
+  return step.Trainer(TINY, optim.make_optimizer(config), mesh, fsdp, seeds, lrs)
 
 
-def train_losses(trainer, steps=4, batch=8):
-  rng = np.random.default_rng(0)
+def train_losses(trainer, steps=4, batch=8, data_seeds=(0,)):
+  """Losses `[steps, K]` of the trainer's K runs, run k reading stream data_seeds[k]."""
+  rngs = [np.random.default_rng(s) for s in data_seeds]
   state = trainer.init()
   losses = []
   for _ in range(steps):
-    tokens = rng.integers(0, TINY.vocab_size, (batch, 17), dtype=np.int32)
+    tokens = np.stack([r.integers(0, TINY.vocab_size, (batch, 17), dtype=np.int32)
+                       for r in rngs])
     state, out = trainer.train_step(state, trainer.global_batch(tokens))
-    losses.append(float(out["loss"]))
-  return losses, state
+    losses.append(np.asarray(out["loss"]))
+  return np.array(losses), state
 
 
 def one_device_mesh():
@@ -207,7 +211,7 @@ def test_data_parallel_and_fsdp_match_one_device():
   fsdp, state = train_losses(fsdp_trainer)
   np.testing.assert_allclose(data_parallel, single, rtol=1e-5)
   np.testing.assert_allclose(fsdp, single, rtol=1e-5)
-  assert single[-1] < single[0]
+  assert single[-1, 0] < single[0, 0]
 
   # Every parameter and every param-shaped state buffer (ladm: mf, ms, v) is
   # split 8 ways on a dimension divisible by 8; scalars are replicated.
@@ -226,18 +230,17 @@ def test_data_parallel_and_fsdp_match_one_device():
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_every_optimizer_trains_in_the_trainer(name):
   losses, _ = train_losses(tiny_trainer(step.make_mesh(), optimizer=name, steps=6), steps=6)
-  assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+  assert np.all(np.isfinite(losses)) and losses[-1, 0] < losses[0, 0]
 
 
 def test_nonfinite_steps_are_skipped_and_counted():
   trainer = tiny_trainer(one_device_mesh())
   state = trainer.init()
-  params = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(np.nan) if x.ndim else x,
-                        state.params)
+  params = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(np.nan), state.params)
   before = jax.tree.map(np.asarray, (params, state.opt_state.inner_state))
   state, out = trainer.train_step(step.TrainState(params, state.opt_state),
-                                  trainer.global_batch(np.zeros((8, 17), np.int32)))
-  assert int(out["nonfinite_steps"]) == 1
+                                  trainer.global_batch(np.zeros((1, 8, 17), np.int32)))
+  assert out["nonfinite_steps"].tolist() == [1]
   after = jax.tree.map(np.asarray, (state.params, state.opt_state.inner_state))
   jax.tree.map(np.testing.assert_array_equal, after, before)
 
@@ -272,10 +275,10 @@ def test_two_processes_match_one_and_share_a_checkpoint(tmp_path, cache):
   # The checkpoint written by both processes restores here, in one process.
   config = from_args(["--workdir", str(pair), *args])
   trainer = step.Trainer(config.model_config, optim.make_optimizer(config),
-                         step.make_mesh(), config.fsdp, config.seed)
-  restored = [checkpoint.Checkpoints(w, 3).restore(6, trainer.abstract_state)
+                         step.make_mesh(), config.fsdp, [config.seed], [config.lr])
+  restored = [checkpoint.Checkpoints(w / "checkpoints", 3).restore(6, trainer.abstract_state)
               for w in (pair, single)]
-  assert restored[0][1] == restored[1][1] == {"next_index": 6}
+  assert restored[0][1] == restored[1][1] == {"0": {"next_index": 6}}
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                restored[0][0], restored[1][0])
 
@@ -289,9 +292,9 @@ def test_init_from_a_hugging_face_checkpoint(tmp_path):
   save_file(hf.to_hf_state_dict(source), tmp_path / "model.safetensors")
   trainer = tiny_trainer(step.make_mesh())
   state = trainer.init(hf.load_hf_params(TINY, tmp_path / "model.safetensors"))
-  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params),
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(lambda x: x[0], state.params),
                jax.tree.map(np.asarray, nnx.state(source, nnx.Param)))
-  assert int(state.opt_state.inner_state[0].count) == 0
+  assert state.opt_state.inner_state.count.tolist() == [0]
 
   with pytest.raises(ValueError, match="is not a .safetensors file"):
     from_args(["--workdir", str(tmp_path / "w"), "--init-from", str(tmp_path / "x.bin")])
@@ -308,3 +311,33 @@ def test_presets_set_the_reports_setup(tmp_path):
   assert (lamvs.lr, lamvs.warmup, lamvs.opt) == (1e-3, 800, {"weight_decay": 0.1, "b2": 0.99})
   assert from_args(["--workdir", str(tmp_path), "--preset", "lamo-paper",
                     "--data-dir", str(tmp_path)]).lr == 1e-4
+
+
+def test_a_vmapped_sweep_equals_its_runs_one_by_one():
+  seeds, lrs = (0, 1, 0, 1), (1e-3, 1e-3, 3e-3, 3e-3)
+  sweep, _ = train_losses(tiny_trainer(step.make_mesh(), seeds=seeds, lrs=lrs),
+                          data_seeds=seeds)
+  for k, (seed, lr) in enumerate(zip(seeds, lrs)):
+    alone, _ = train_losses(tiny_trainer(step.make_mesh(), seeds=(seed,), lrs=(lr,)),
+                            data_seeds=(seed,))
+    np.testing.assert_allclose(sweep[:, k], alone[:, 0], rtol=1e-5)
+  assert not np.allclose(sweep[:, 0], sweep[:, 1])  # seeds differ
+  assert not np.allclose(sweep[:, 0], sweep[:, 2])  # learning rates differ
+
+
+def test_train_sweep_writes_each_runs_metrics(tmp_path, cache):
+  args = SHORT + ["--steps", "20", "--eval-every", "10", "--cache-dir", str(cache)]
+  configs = [from_args(["--workdir", str(tmp_path / name), *args, *extra])
+             for name, extra in (("a", []), ("b", ["--lr", "3e-3", "--seed", "1"]))]
+  train_sweep(configs, tmp_path / "sweep")
+  for config in configs:
+    alone = dataclasses.replace(config, workdir=str(tmp_path / "alone"))
+    train(alone)
+    ours, theirs = records(config.workdir), records(alone.workdir)
+    assert [r["step"] for r in ours] == [r["step"] for r in theirs]
+    for a, b in zip(ours, theirs):
+      for key in ("train_loss", "val_loss", "lr", "tokens"):
+        np.testing.assert_allclose(a.get(key, 0), b.get(key, 0), rtol=1e-5)
+    shutil.rmtree(alone.workdir)
+  with pytest.raises(ValueError, match="differs in batch_size"):
+    train_sweep([configs[0], dataclasses.replace(configs[1], batch_size=16)], tmp_path / "x")

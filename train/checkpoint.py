@@ -49,11 +49,12 @@ def record_run(config: TrainConfig) -> None:
 
 
 class Checkpoints:
-  """Keeps the last `keep` checkpoints of a run under `<workdir>/checkpoints`."""
+  """Keeps the last `keep` checkpoints in `directory` (a run's
+  `<workdir>/checkpoints`, or a sweep's)."""
 
-  def __init__(self, workdir: str | os.PathLike, keep: int):
+  def __init__(self, directory: str | os.PathLike, keep: int):
     self.manager = ocp.CheckpointManager(
-        pathlib.Path(workdir).absolute() / "checkpoints",
+        pathlib.Path(directory).absolute(),
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, enable_async_checkpointing=True, create=True))
 

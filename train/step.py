@@ -1,4 +1,9 @@
-"""The train and eval steps, jitted over a device mesh with explicit shardings.
+"""The train and eval steps of K runs in one program, jitted over a device mesh.
+
+Runs differ in seed (initialisation and data order) and peak learning rate,
+and are `jax.vmap`-ed: every state leaf has a leading run axis, and a batch is
+`[K, B, T + 1]`. A single run is K = 1, so a run and a sweep share one code
+path and one numerics.
 
 The batch is sharded over the mesh's `data` axis (data parallel). With FSDP,
 every parameter and every optimizer-state leaf is sharded too, on its largest
@@ -9,15 +14,18 @@ shape shards both alike.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from flax import nnx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from train import model as model_lib
+from train import optim
 
 DATA_AXIS = "data"
 
@@ -49,55 +57,60 @@ def loss_fn(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array) -> jax
 
 
 class Trainer:
-  """The jitted init, train and eval steps of one model and optimizer on a mesh.
+  """The jitted init, train and eval steps of runs `(seeds[k], peak_lrs[k])`.
 
-  `tx` must be wrapped in `optax.apply_if_finite`: the step reports its count
-  of skipped non-finite steps.
+  `tx` comes from :func:`train.optim.make_optimizer`: its state holds the
+  peak LR and the count of skipped non-finite steps.
   """
 
   def __init__(self, config: model_lib.Qwen3Config,
                tx: optax.GradientTransformationExtraArgs,
-               mesh: jax.sharding.Mesh, fsdp: bool, seed: int):
-    self.mesh = mesh
-    self.tx = tx
+               mesh: jax.sharding.Mesh, fsdp: bool,
+               seeds: Sequence[int], peak_lrs: Sequence[float]):
+    if len(seeds) != len(peak_lrs):
+      raise ValueError(f"{len(seeds)} seeds for {len(peak_lrs)} learning rates")
+    self.mesh, self.tx, self.num_runs = mesh, tx, len(seeds)
+    self._run_args = (jnp.asarray(seeds, jnp.int32), jnp.asarray(peak_lrs, jnp.float32))
+    new_model = lambda seed: model_lib.Qwen3ForCausalLM(
+        config, rngs=nnx.Rngs(jax.random.key(seed)))
+    self.graphdef = nnx.split(nnx.eval_shape(lambda: new_model(0)), nnx.Param)[0]
 
-    def init() -> TrainState:
-      graphdef, params = nnx.split(
-          model_lib.Qwen3ForCausalLM(config, rngs=nnx.Rngs(seed)), nnx.Param)
-      return TrainState(params, tx.init(params))
+    def init_one(seed, peak_lr, params=None) -> TrainState:
+      if params is None:
+        params = nnx.state(new_model(seed), nnx.Param)
+      return TrainState(params, optim.set_peak_lr(tx.init(params), peak_lr))
 
-    self.graphdef = nnx.split(
-        nnx.eval_shape(lambda: model_lib.Qwen3ForCausalLM(config, rngs=nnx.Rngs(seed))),
-        nnx.Param)[0]
-    shapes = jax.eval_shape(init)
+    shapes = jax.eval_shape(jax.vmap(init_one), *self._run_args)
     num_shards = mesh.shape[DATA_AXIS] if fsdp else 1
     self.state_sharding = jax.tree.map(
-        lambda x: NamedSharding(mesh, fsdp_spec(x.shape, num_shards)), shapes)
+        lambda x: NamedSharding(mesh, P(None, *fsdp_spec(x.shape[1:], num_shards))),
+        shapes)
     self.abstract_state = jax.tree.map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
         shapes, self.state_sharding)
-    self.batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
+    self.batch_sharding = NamedSharding(mesh, P(None, DATA_AXIS))
     replicated = NamedSharding(mesh, P())
 
-    self._init = jax.jit(init, out_shardings=self.state_sharding)
-    self._init_opt_state = jax.jit(tx.init, out_shardings=self.state_sharding.opt_state)
+    self._init = jax.jit(jax.vmap(init_one), out_shardings=self.state_sharding)
+    self._init_from = jax.jit(jax.vmap(init_one, in_axes=(0, 0, None)),
+                              out_shardings=self.state_sharding)
     self.train_step = jax.jit(
-        self._train_step,
+        jax.vmap(self._train_step),
         in_shardings=(self.state_sharding, self.batch_sharding),
         out_shardings=(self.state_sharding, replicated),
         donate_argnums=0)
     self._eval_loss = jax.jit(
-        lambda params, tokens: loss_fn(self.graphdef, params, tokens),
-        in_shardings=(self.state_sharding.params, self.batch_sharding),
+        jax.vmap(lambda params, tokens: loss_fn(self.graphdef, params, tokens),
+                 in_axes=(0, None)),
+        in_shardings=(self.state_sharding.params, NamedSharding(mesh, P(DATA_AXIS))),
         out_shardings=replicated)
 
   def init(self, params: nnx.State | None = None) -> TrainState:
-    """Fresh parameters (seeded), or given ones (e.g. a Hugging Face checkpoint's)
-    with a fresh optimizer state, placed with the run's shardings."""
+    """Seeded parameters, or the same given ones (e.g. a Hugging Face
+    checkpoint's) for every run, with fresh optimizer states."""
     if params is None:
-      return self._init()
-    params = jax.device_put(params, self.state_sharding.params)
-    return TrainState(params, self._init_opt_state(params))
+      return self._init(*self._run_args)
+    return self._init_from(*self._run_args, params)
 
   def _train_step(self, state: TrainState, tokens: jax.Array):
     loss = lambda params: loss_fn(self.graphdef, params, tokens)
@@ -109,9 +122,15 @@ class Trainer:
         "loss": value, "nonfinite_steps": opt_state.total_notfinite}
 
   def global_batch(self, local_rows: np.ndarray) -> jax.Array:
-    """This process's rows of a global batch, as one array over the mesh."""
+    """This process's rows `[K, b, T + 1]` of the runs' global batches, as one
+    array over the mesh."""
     return jax.make_array_from_process_local_data(self.batch_sharding, local_rows)
 
-  def evaluate(self, params: nnx.State, batches: list[jax.Array]) -> float:
-    """Mean loss over fixed global batches."""
-    return float(np.mean([self._eval_loss(params, b) for b in batches]))
+  def global_eval_batch(self, local_rows: np.ndarray) -> jax.Array:
+    """This process's rows `[b, T + 1]` of a batch every run evaluates."""
+    return jax.make_array_from_process_local_data(
+        NamedSharding(self.mesh, P(DATA_AXIS)), local_rows)
+
+  def evaluate(self, params: nnx.State, batches: list[jax.Array]) -> np.ndarray:
+    """Each run's mean loss over fixed global batches, `[K]`."""
+    return np.mean([np.asarray(self._eval_loss(params, b)) for b in batches], axis=0)

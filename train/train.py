@@ -7,7 +7,10 @@ See `train/config.py` (or `--help`) for every flag.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+import dataclasses
 import logging
+import os
 import pathlib
 import sys
 import time
@@ -44,35 +47,68 @@ def eval_batches(windows: np.ndarray, config: TrainConfig, trainer: step.Trainer
   rows = config.batch_size // jax.process_count()
   lo = jax.process_index() * rows
   batches = windows[: n * config.batch_size].reshape(n, config.batch_size, -1)
-  return [trainer.global_batch(b[lo:lo + rows]) for b in batches]
+  return [trainer.global_eval_batch(b[lo:lo + rows]) for b in batches]
+
+
+def check_sweep(configs: Sequence[TrainConfig]) -> None:
+  """A sweep's runs differ only in learning rate and seed, each in its own workdir."""
+  base = dataclasses.asdict(configs[0])
+  for config in configs[1:]:
+    differ = [k for k, v in dataclasses.asdict(config).items()
+              if k not in ("lr", "seed", "workdir") and v != base[k]]
+    if differ:
+      raise ValueError(f"the runs of a sweep may differ only in lr and seed; "
+                       f"{config.workdir} differs in {', '.join(differ)}")
+  workdirs = [c.workdir for c in configs]
+  if len(set(workdirs)) != len(workdirs):
+    raise ValueError(f"the runs of a sweep need distinct workdirs, got {workdirs}")
 
 
 def train(config: TrainConfig) -> pathlib.Path:
   """Runs (or resumes) `config` to its last step; returns the workdir."""
+  return run([config], pathlib.Path(config.workdir) / "checkpoints")[0]
+
+
+def train_sweep(configs: Sequence[TrainConfig],
+                sweep_dir: str | os.PathLike) -> list[pathlib.Path]:
+  """Trains runs that differ only in learning rate and seed in one jitted,
+  vmapped program; each writes the `metrics.jsonl` it would write alone. The
+  sweep checkpoints (and resumes) under `<sweep_dir>/checkpoints`."""
+  check_sweep(configs)
+  return run(configs, pathlib.Path(sweep_dir) / "checkpoints")
+
+
+def run(configs: Sequence[TrainConfig], checkpoint_dir: pathlib.Path) -> list[pathlib.Path]:
+  """Trains `configs` (one run, or a checked sweep) together."""
+  config = configs[0]
   init_distributed(config)
   if config.batch_size % jax.device_count():
     raise ValueError(f"--batch-size {config.batch_size} is not divisible by the "
                      f"{jax.device_count()} devices")
-  workdir = pathlib.Path(config.workdir)
-  checkpoint.check_workdir(config)
+  for c in configs:
+    checkpoint.check_workdir(c)
   is_main = jax.process_index() == 0
 
   start_time = time.perf_counter()
   model_config = config.model_config
   _, windows = data.prepare(config.data, config.seq_len + 1, model_config.vocab_size,
                             config.cache_dir, config.data_dir, config.tokenizer)
-  train_batches = data.batches(windows["train"], config.batch_size, config.seed,
-                               jax.process_index(), jax.process_count())
-  schedule = optim.make_schedule(config)
-  trainer = step.Trainer(model_config, optim.make_optimizer(config),
-                         step.make_mesh(), config.fsdp, config.seed)
+  seeds = [c.seed for c in configs]
+  # Runs that share a seed share a data order: one iterator serves them all.
+  iterators = {seed: iter(data.batches(
+      windows["train"], config.batch_size, seed, jax.process_index(),
+      jax.process_count()).to_iter_dataset(
+          grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)))
+               for seed in sorted(set(seeds))}
+  schedule = optim.unit_schedule(config)
+  trainer = step.Trainer(model_config, optim.make_optimizer(config), step.make_mesh(),
+                         config.fsdp, seeds, [c.lr for c in configs])
   val_batches = eval_batches(windows["validation"], config, trainer)
-  data_time = time.perf_counter() - start_time
+  setup_time = time.perf_counter() - start_time
 
-  checkpoint.record_run(config)
-  checkpoints = checkpoint.Checkpoints(workdir, config.keep_checkpoints)
-  iterator = iter(train_batches.to_iter_dataset(
-      grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)))
+  for c in configs:
+    checkpoint.record_run(c)
+  checkpoints = checkpoint.Checkpoints(checkpoint_dir, config.keep_checkpoints)
   first = checkpoints.latest_step()
   if first is None:
     first = 0
@@ -80,39 +116,48 @@ def train(config: TrainConfig) -> pathlib.Path:
                          if config.init_from else None)
   else:
     state, data_state = checkpoints.restore(first, trainer.abstract_state)
-    iterator.set_state(data_state)
-    log.info("resuming %s from step %d", workdir, first)
-  log_file = metrics.MetricsLog(workdir / "metrics.jsonl")
+    for seed, iterator in iterators.items():
+      iterator.set_state(data_state[str(seed)])
+    log.info("resuming from %s step %d", checkpoint_dir, first)
+  logs = [metrics.MetricsLog(pathlib.Path(c.workdir) / "metrics.jsonl") for c in configs]
   if is_main:
-    log_file.truncate(first)
+    for log_file in logs:
+      log_file.truncate(first)
 
   bar = tqdm.tqdm(total=config.steps, initial=first, unit="step", disable=not (
       is_main and config.progress))
   val_loss = None
   last_time, last_step = time.perf_counter(), first
   for i in range(first + 1, config.steps + 1):
-    state, out = trainer.train_step(state, trainer.global_batch(next(iterator)))
+    rows = {seed: next(iterator) for seed, iterator in iterators.items()}
+    state, out = trainer.train_step(
+        state, trainer.global_batch(np.stack([rows[seed] for seed in seeds])))
     if i == first + 1:
       jax.block_until_ready(out)
-      log.info("time to first step: %.1f s (data %.1f s, compile and step %.1f s)",
-               time.perf_counter() - start_time, data_time,
-               time.perf_counter() - start_time - data_time)
+      log.info("time to first step: %.1f s (data and setup %.1f s, compile and step %.1f s)",
+               time.perf_counter() - start_time, setup_time,
+               time.perf_counter() - start_time - setup_time)
     evaluate = i == config.steps or (config.eval_every and i % config.eval_every == 0)
     if evaluate or i % config.log_every == 0:
-      loss = float(out["loss"])  # waits for the step
-      record = {"step": i, "train_loss": loss, "lr": float(schedule(i - 1)),
-                "tokens": i * config.tokens_per_step,
-                "step_time_s": (time.perf_counter() - last_time) / (i - last_step),
-                "nonfinite_steps": int(out["nonfinite_steps"])}
+      losses = np.asarray(out["loss"])  # waits for the step
+      step_time = (time.perf_counter() - last_time) / (i - last_step)
       if evaluate:
-        val_loss = record["val_loss"] = trainer.evaluate(state.params, val_batches)
-      if is_main:
-        log_file.write(record)
-      bar.set_postfix(loss=f"{record['train_loss']:.3f}",
-                      tok_s=f"{config.tokens_per_step / record['step_time_s']:.0f}")
+        val_loss = trainer.evaluate(state.params, val_batches)
+      for k, c in enumerate(configs):
+        record = {"step": i, "train_loss": float(losses[k]),
+                  "lr": float(c.lr * schedule(i - 1)),
+                  "tokens": i * c.tokens_per_step, "step_time_s": step_time,
+                  "nonfinite_steps": int(out["nonfinite_steps"][k])}
+        if evaluate:
+          record["val_loss"] = float(val_loss[k])
+        if is_main:
+          logs[k].write(record)
+      bar.set_postfix(loss=f"{losses.mean():.3f}",
+                      tok_s=f"{len(configs) * config.tokens_per_step / step_time:.0f}")
       last_time, last_step = time.perf_counter(), i
     if i % config.checkpoint_every == 0 or i == config.steps:
-      checkpoints.save(i, state, iterator.get_state())
+      checkpoints.save(i, state, {str(seed): iterator.get_state()
+                                  for seed, iterator in iterators.items()})
     bar.update()
   bar.close()
   checkpoints.close()
@@ -120,11 +165,12 @@ def train(config: TrainConfig) -> pathlib.Path:
   if val_loss is None:  # resumed after the last checkpoint: nothing left to train
     val_loss = trainer.evaluate(state.params, val_batches)
   if is_main:
-    log_file.write({"event": "done", "step": config.steps, "val_loss": val_loss,
-                    "tokens": config.steps * config.tokens_per_step})
-    metrics.plot(log_file.records(), workdir / "loss_curve.png",
-                 f"{config.config} / {config.optimizer}, lr {config.lr:g}")
-  return workdir
+    for k, c in enumerate(configs):
+      logs[k].write({"event": "done", "step": c.steps, "val_loss": float(val_loss[k]),
+                     "tokens": c.steps * c.tokens_per_step})
+      metrics.plot(logs[k].records(), pathlib.Path(c.workdir) / "loss_curve.png",
+                   f"{c.config} / {c.optimizer}, lr {c.lr:g}, seed {c.seed}")
+  return [pathlib.Path(c.workdir) for c in configs]
 
 
 def main(argv: list[str] | None = None) -> None:
