@@ -1,0 +1,224 @@
+"""Trainer throughput against PyTorch, the matmul peak, and sweeps against runs.
+
+  python -m train.bench_train [--configs nano,small] [--reps 5] [--out results/bench_train.json]
+
+- The trainer's jitted step (AdamW, float32, one run) and the same model and
+  optimizer in PyTorch (transformers' `Qwen3ForCausalLM`, `torch.optim.AdamW`,
+  same batch, sequence and threads), timed interleaved; the median of the
+  per-repetition ratios is reported, since this machine is shared and noisy.
+- Achieved FLOP/s of the step (XLA's count of its FLOPs / time) against a
+  jitted dense float32 matmul's on the same machine.
+- A vmapped sweep of K `nano` runs (`train.train.train_sweep`) against the K
+  runs one after another (`train.train.train`), wall time end to end, each
+  including its compilation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing
+import os
+import pathlib
+import platform
+import statistics
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+from train import model, optim, step
+from train.config import TrainConfig
+from train.train import train, train_sweep
+
+
+def matmul_flops_per_s(n: int = 2048, iters: int = 10, reps: int = 5) -> float:
+  """The best of `reps` timings of a jitted float32 `[n, n] @ [n, n]`: a peak."""
+  a = jax.numpy.ones((n, n), jax.numpy.float32)
+  f = jax.jit(lambda a: a @ a)
+  f(a).block_until_ready()
+  best = float("inf")
+  for _ in range(reps):
+    start = time.perf_counter()
+    for _ in range(iters):
+      out = f(a)
+    out.block_until_ready()
+    best = min(best, (time.perf_counter() - start) / iters)
+  return 2 * n**3 / best
+
+
+class JaxStep:
+  """The trainer's step for one run, on a fixed batch."""
+
+  def __init__(self, config_name: str, batch: int, seq: int):
+    config = TrainConfig(workdir="unused", config=config_name, optimizer="adamw",
+                         steps=1000, warmup=1, batch_size=batch, seq_len=seq)
+    self.trainer = step.Trainer(config.model_config, optim.make_optimizer(config),
+                                step.make_mesh(), False, [0], [config.lr])
+    vocab = config.model_config.vocab_size
+    tokens = np.random.default_rng(0).integers(0, vocab, (1, batch, seq + 1), np.int32)
+    self.tokens = self.trainer.global_batch(tokens)
+    self.state = self.trainer.init()
+    compiled = self.trainer.train_step.lower(self.state, self.tokens).compile()
+    self.flops = compiled.cost_analysis()["flops"]
+
+  def time(self, iters: int) -> float:
+    """Seconds per step over `iters` steps, after one untimed step."""
+    self.state, out = self.trainer.train_step(self.state, self.tokens)
+    jax.block_until_ready(out)
+    start = time.perf_counter()
+    for _ in range(iters):
+      self.state, out = self.trainer.train_step(self.state, self.tokens)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / iters
+
+
+class TorchStep:
+  """transformers' Qwen3 with `torch.optim.AdamW`, float32, eager."""
+
+  def __init__(self, config_name: str, batch: int, seq: int):
+    import torch
+    import transformers
+    torch.set_num_threads(os.cpu_count())
+    cfg = model.CONFIGS[config_name]
+    hf = transformers.Qwen3Config(
+        **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+           if f.name not in ("dtype", "rope_theta")},
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        attn_implementation="sdpa")
+    torch.manual_seed(0)
+    self.torch = torch
+    self.model = transformers.Qwen3ForCausalLM(hf).train()
+    self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, betas=(0.9, 0.95),
+                                 eps=1e-8, weight_decay=0.1)
+    tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (batch, seq + 1))
+    self.inputs = torch.tensor(tokens[:, :-1])
+    self.targets = torch.tensor(tokens[:, 1:]).reshape(-1)
+
+  def step(self) -> None:
+    logits = self.model(input_ids=self.inputs).logits
+    loss = self.torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), self.targets)
+    self.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    self.opt.step()
+
+  def time(self, iters: int) -> float:
+    """Seconds per step over `iters` steps, after one untimed step."""
+    self.step()
+    start = time.perf_counter()
+    for _ in range(iters):
+      self.step()
+    return (time.perf_counter() - start) / iters
+
+
+def _torch_worker(conn, config_name: str, batch: int, seq: int) -> None:
+  torch_step = TorchStep(config_name, batch, seq)
+  conn.send("ready")
+  while (iters := conn.recv()) is not None:
+    conn.send(torch_step.time(iters))
+
+
+class TorchProcess:
+  """A `TorchStep` in its own process: PyTorch's OpenMP threads keep spinning
+  after each step and would slow down JAX's if they shared a process."""
+
+  def __init__(self, config_name: str, batch: int, seq: int):
+    self.conn, child = multiprocessing.get_context("spawn").Pipe()
+    self.process = multiprocessing.get_context("spawn").Process(
+        target=_torch_worker, args=(child, config_name, batch, seq))
+    self.process.start()
+    assert self.conn.recv() == "ready"
+
+  def time(self, iters: int) -> float:
+    self.conn.send(iters)
+    seconds = self.conn.recv()
+    time.sleep(0.5)  # lets the idle OpenMP threads stop spinning
+    return seconds
+
+  def close(self) -> None:
+    self.conn.send(None)
+    self.process.join()
+
+
+def bench_trainer(config_name: str, batch: int, seq: int, reps: int, iters: int,
+                  peak: float) -> dict:
+  ours, theirs = JaxStep(config_name, batch, seq), TorchProcess(config_name, batch, seq)
+  ratios, times, torch_times = [], [], []
+  for _ in range(reps):
+    t, u = ours.time(iters), theirs.time(iters)
+    times.append(t)
+    torch_times.append(u)
+    ratios.append(u / t)
+  theirs.close()
+  t = statistics.median(times)
+  result = {
+      "batch": batch, "seq_len": seq,
+      "tokens_per_s": batch * seq / t,
+      "torch_tokens_per_s": batch * seq / statistics.median(torch_times),
+      "speedup_vs_torch": statistics.median(ratios),
+      "step_flops": ours.flops,
+      "flops_per_s": ours.flops / t,
+      "fraction_of_matmul_peak": ours.flops / t / peak,
+  }
+  print(f"{config_name}: {result['tokens_per_s']:.0f} tok/s, x{result['speedup_vs_torch']:.2f} "
+        f"PyTorch, {result['flops_per_s'] / 1e9:.0f} GFLOP/s = "
+        f"{result['fraction_of_matmul_peak']:.0%} of matmul", flush=True)
+  return result
+
+
+def bench_sweep(runs: int, steps: int, cache_dir: str) -> dict:
+  with tempfile.TemporaryDirectory() as tmp:
+    configs = [TrainConfig(workdir=f"{tmp}/run{k}", steps=steps, warmup=steps // 10,
+                           lr=1e-3 * 2 ** (k / 2), seed=k % 2, progress=False,
+                           eval_every=0, cache_dir=cache_dir) for k in range(runs)]
+    train(dataclasses.replace(configs[0], workdir=f"{tmp}/warm", steps=2, warmup=1))
+    start = time.perf_counter()
+    train_sweep(configs, f"{tmp}/sweep")
+    sweep = time.perf_counter() - start
+    start = time.perf_counter()
+    for c in configs:
+      train(dataclasses.replace(c, workdir=c.workdir + "-alone"))
+    sequential = time.perf_counter() - start
+  result = {"runs": runs, "steps": steps, "sweep_s": sweep, "sequential_s": sequential,
+            "speedup": sequential / sweep}
+  print(f"sweep of {runs} x {steps} steps: {sweep:.0f} s, one by one {sequential:.0f} s, "
+        f"x{result['speedup']:.2f}", flush=True)
+  return result
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--configs", default="nano,small")
+  p.add_argument("--batch-size", type=int, default=16)
+  p.add_argument("--seq-len", type=int, default=128)
+  p.add_argument("--reps", type=int, default=5)
+  p.add_argument("--iters", type=int, default=3)
+  p.add_argument("--sweep-runs", type=int, default=8)
+  p.add_argument("--sweep-steps", type=int, default=50)
+  p.add_argument("--cache-dir", default=TrainConfig.cache_dir)
+  p.add_argument("--out", default="results/bench_train.json")
+  args = p.parse_args(argv)
+  peak = matmul_flops_per_s()
+  print(f"dense float32 matmul: {peak / 1e9:.0f} GFLOP/s", flush=True)
+  report = {
+      "command": "python -m train.bench_train " + " ".join(argv or []),
+      "machine": {"processor": platform.processor() or platform.machine(),
+                  "cpus": os.cpu_count(), "jax": jax.__version__},
+      "matmul_flops_per_s": peak,
+      "trainer": {c: bench_trainer(c, args.batch_size, args.seq_len, args.reps,
+                                   args.iters, peak)
+                  for c in args.configs.split(",")},
+  }
+  if args.sweep_runs:
+    report["sweep"] = bench_sweep(args.sweep_runs, args.sweep_steps, args.cache_dir)
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(report, indent=1))
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  main()
