@@ -88,14 +88,15 @@ def scale_by_ladm(
     mu_fast = optax.tree.update_moment(grads, state.mu_fast, b1, 1)
     mu_slow = optax.tree.update_moment(grads, state.mu_slow, b_slow, 1)
     nu = optax.tree.update_moment_per_elem_norm(grads, state.nu, b2, 2)
-    mu_hat = jax.tree.map(
-        lambda f, s: alpha * f + (1 - alpha) * s,
-        optax.tree.bias_correction(mu_fast, b1, count),
-        optax.tree.bias_correction(mu_slow, b_slow, count))
-    nu_hat = optax.tree.bias_correction(nu, b2, count)
+    # The mixing weights and bias corrections fold into three scalars, so the
+    # per-element work is two multiply-adds, a sqrt and one division.
+    fast_coef = alpha / (1 - b1**count)
+    slow_coef = (1 - alpha) / (1 - b_slow**count)
+    nu_coef = 1 / (1 - b2**count)
     new_updates = jax.tree.map(
-        lambda m, v, u: (m / (jnp.sqrt(v) + eps)).astype(u.dtype),
-        mu_hat, nu_hat, updates)
+        lambda f, s, v, u: ((fast_coef * f + slow_coef * s)
+                            / (jnp.sqrt(nu_coef * v) + eps)).astype(u.dtype),
+        mu_fast, mu_slow, nu, updates)
     return new_updates, ScaleByLadmState(
         count=count,
         mu_fast=optax.tree.cast_like(mu_fast, state.mu_fast),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pathlib
 import platform
 import statistics
@@ -103,6 +104,8 @@ def bench_tree(tree_name: str, names: list[str], reps: int, iters: int) -> dict[
   n_params = sum(x.size for x in jax.tree.leaves(params))
   grads = jax.tree.map(lambda p: 0.01 * jnp.sign(p) + 1e-3, params)
   baseline = Runner(optax.adamw(1e-3, b1=0.9, b2=0.95, weight_decay=0.1), params, grads)
+  # Each timing lasts at least ~0.2 s, so that small trees are not timing noise.
+  iters = max(iters, math.ceil(0.2 / baseline.time(iters)))
   muon = Runner(layeropt_jax.get_optimizer("muon", 1e-3), params, grads)
   results: dict[str, Any] = {}
   for name in names:

@@ -1,0 +1,24 @@
+"""The benchmark scripts run and report what they measure (no timing asserts)."""
+
+import json
+
+import pytest
+
+from train import bench_optim
+
+
+def test_bench_optim_reports_ratios_roofline_and_memory(tmp_path):
+  out = tmp_path / "optim.json"
+  bench_optim.main(["--trees", "nano", "--names", "adamw,ladm,lamo", "--reps", "1",
+                    "--iters", "1", "--out", str(out)])
+  tree = json.loads(out.read_text())["trees"]["nano"]
+  assert tree["params"] == 1_048_960 and tree["stream_bytes_per_s"] > 0
+  results = tree["optimizers"]
+  # METHODS.md: two float32 buffers, three for LADM; LAMO adds one scalar per tensor.
+  assert results["adamw"]["state_bytes_per_param"] == pytest.approx(8, abs=1e-4)
+  assert results["ladm"]["state_bytes_per_param"] == pytest.approx(12, abs=1e-4)
+  assert results["lamo"]["state_bytes_per_param"] == pytest.approx(8, abs=1e-3)
+  for r in results.values():
+    assert r["time_ratio_vs_adamw"] > 0 and 0 < r["fraction_of_stream_bandwidth"]
+    assert r["bytes_moved"] == 3 * 4 * tree["params"] + 2 * r["state_bytes_per_param"] * tree["params"]
+    assert r["temp_bytes_over_param_buffer"] <= 1.0
