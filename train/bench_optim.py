@@ -38,9 +38,9 @@ _QUADRATIC = lambda params: sum(jnp.sum(p * p) for p in jax.tree.leaves(params))
 
 def param_tree(config_name: str) -> dict[str, Any]:
   """Random float32 parameters shaped like model config `config_name`'s."""
-  shapes = nnx.state(nnx.eval_shape(
+  shapes = nnx.to_pure_dict(nnx.state(nnx.eval_shape(
       lambda: model.Qwen3ForCausalLM(model.CONFIGS[config_name], rngs=nnx.Rngs(0))),
-      nnx.Param).to_pure_dict()
+      nnx.Param))
   keys = iter(jax.random.split(jax.random.key(0), len(jax.tree.leaves(shapes))))
   return jax.tree.map(
       lambda s: 0.02 * jax.random.normal(next(keys), s.shape, s.dtype), shapes)
