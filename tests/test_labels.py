@@ -6,7 +6,6 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import layeropt_jax

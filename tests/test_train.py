@@ -341,3 +341,14 @@ def test_train_sweep_writes_each_runs_metrics(tmp_path, cache):
     shutil.rmtree(alone.workdir)
   with pytest.raises(ValueError, match="differs in batch_size"):
     train_sweep([configs[0], dataclasses.replace(configs[1], batch_size=16)], tmp_path / "x")
+
+
+def test_bfloat16_compute_keeps_float32_parameters():
+  config = TrainConfig(workdir="unused", optimizer="ladm", steps=4, warmup=1, dtype="bfloat16")
+  trainer = step.Trainer(dataclasses.replace(TINY, dtype="bfloat16"),
+                         optim.make_optimizer(config), one_device_mesh(), False, [0], [1e-3])
+  losses, state = train_losses(trainer)
+  assert np.all(np.isfinite(losses)) and losses[-1, 0] < losses[0, 0]
+  assert {x.dtype for x in jax.tree.leaves(state.params)} == {np.dtype(np.float32)}
+  single, _ = train_losses(tiny_trainer(one_device_mesh()))
+  np.testing.assert_allclose(losses, single, rtol=2e-2)  # bf16 rounding only

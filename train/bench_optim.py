@@ -18,7 +18,6 @@ import argparse
 import json
 import math
 import pathlib
-import platform
 import statistics
 import time
 from typing import Any, Callable
@@ -26,11 +25,10 @@ from typing import Any, Callable
 from flax import nnx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import layeropt_jax
-from train import model
+from train import benchmarking, model
 
 # Sophia's Hessian estimate needs a loss; a quadratic keeps its cost elementwise.
 _QUADRATIC = lambda params: sum(jnp.sum(p * p) for p in jax.tree.leaves(params))
@@ -152,10 +150,8 @@ def main(argv: list[str] | None = None) -> None:
   args = p.parse_args(argv)
   names = args.names.split(",")
   report = {
-      "command": "python -m train.bench_optim " + " ".join(argv or []),
-      "machine": {"processor": platform.processor() or platform.machine(),
-                  "cpus": jax.local_devices()[0].platform + f" x{jax.device_count()}",
-                  "jax": jax.__version__, "optax": optax.__version__},
+      "command": benchmarking.command("train.bench_optim", argv),
+      "machine": benchmarking.machine(),
       "trees": {t: bench_tree(t, names, args.reps, args.iters)
                 for t in args.trees.split(",")},
   }

@@ -21,7 +21,6 @@ import json
 import multiprocessing
 import os
 import pathlib
-import platform
 import statistics
 import tempfile
 import time
@@ -29,7 +28,7 @@ import time
 import jax
 import numpy as np
 
-from train import model, optim, step
+from train import benchmarking, model, optim, step
 from train.config import TrainConfig
 from train.train import train, train_sweep
 
@@ -204,9 +203,8 @@ def main(argv: list[str] | None = None) -> None:
   peak = matmul_flops_per_s()
   print(f"dense float32 matmul: {peak / 1e9:.0f} GFLOP/s", flush=True)
   report = {
-      "command": "python -m train.bench_train " + " ".join(argv or []),
-      "machine": {"processor": platform.processor() or platform.machine(),
-                  "cpus": os.cpu_count(), "jax": jax.__version__},
+      "command": benchmarking.command("train.bench_train", argv),
+      "machine": benchmarking.machine(),
       "matmul_flops_per_s": peak,
       "trainer": {c: bench_trainer(c, args.batch_size, args.seq_len, args.reps,
                                    args.iters, peak)
