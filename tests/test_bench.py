@@ -23,3 +23,19 @@ def test_bench_optim_reports_ratios_roofline_and_memory(tmp_path):
     assert r["bytes_moved"] == pytest.approx(
         (3 * 4 + 2 * r["state_bytes_per_param"]) * tree["params"])
     assert r["temp_bytes_over_param_buffer"] <= 1.0
+
+
+def test_bench_train_compares_with_pytorch_and_the_matmul_peak(tmp_path):
+  from train import bench_train
+
+  out = tmp_path / "train.json"
+  bench_train.main(["--configs", "nano", "--reps", "1", "--iters", "1",
+                    "--sweep-runs", "0", "--out", str(out)])
+  report = json.loads(out.read_text())
+  assert report["command"].startswith("python -m train.bench_train --configs nano")
+  nano = report["trainer"]["nano"]
+  assert nano["tokens_per_s"] > 0 and nano["torch_tokens_per_s"] > 0
+  assert nano["speedup_vs_torch"] == pytest.approx(
+      nano["tokens_per_s"] / nano["torch_tokens_per_s"], rel=1e-9)
+  assert nano["flops_per_s"] == pytest.approx(report["matmul_flops_per_s"]
+                                              * nano["fraction_of_matmul_peak"])

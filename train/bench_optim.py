@@ -15,9 +15,7 @@ divided by its time, against a jitted `y = a * x + b` moving as many bytes.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import pathlib
 import statistics
 import time
 from typing import Any, Callable
@@ -149,16 +147,8 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--out", default="results/bench_optim.json")
   args = p.parse_args(argv)
   names = args.names.split(",")
-  report = {
-      "command": benchmarking.command("train.bench_optim", argv),
-      "machine": benchmarking.machine(),
-      "trees": {t: bench_tree(t, names, args.reps, args.iters)
-                for t in args.trees.split(",")},
-  }
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(report, indent=1))
-  print(f"wrote {out}")
+  trees = {t: bench_tree(t, names, args.reps, args.iters) for t in args.trees.split(",")}
+  benchmarking.write_report(args.out, "train.bench_optim", argv, {"trees": trees})
 
 
 if __name__ == "__main__":

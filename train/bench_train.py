@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import multiprocessing
 import os
-import pathlib
 import statistics
 import tempfile
 import time
@@ -203,8 +201,6 @@ def main(argv: list[str] | None = None) -> None:
   peak = matmul_flops_per_s()
   print(f"dense float32 matmul: {peak / 1e9:.0f} GFLOP/s", flush=True)
   report = {
-      "command": benchmarking.command("train.bench_train", argv),
-      "machine": benchmarking.machine(),
       "matmul_flops_per_s": peak,
       "trainer": {c: bench_trainer(c, args.batch_size, args.seq_len, args.reps,
                                    args.iters, peak)
@@ -212,10 +208,7 @@ def main(argv: list[str] | None = None) -> None:
   }
   if args.sweep_runs:
     report["sweep"] = bench_sweep(args.sweep_runs, args.sweep_steps, args.cache_dir)
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(report, indent=1))
-  print(f"wrote {out}")
+  benchmarking.write_report(args.out, "train.bench_train", argv, report)
 
 
 if __name__ == "__main__":

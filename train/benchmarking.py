@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import platform
@@ -25,3 +26,13 @@ def machine() -> dict[str, str | int]:
           "cpus": os.cpu_count(), "devices": f"{jax.device_count()} {jax.default_backend()}",
           "python": platform.python_version(), "jax": jax.__version__,
           "optax": optax.__version__}
+
+
+def write_report(out: str | os.PathLike, module: str, argv: list[str] | None,
+                 results: dict) -> None:
+  """Writes `results` as JSON with the command and the machine that produced them."""
+  report = {"command": command(module, argv), "machine": machine(), **results}
+  path = pathlib.Path(out)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(report, indent=1))
+  print(f"wrote {path}")
