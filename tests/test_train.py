@@ -339,6 +339,8 @@ def test_train_sweep_writes_each_runs_metrics(tmp_path, cache):
       for key in ("train_loss", "val_loss", "lr", "tokens"):
         np.testing.assert_allclose(a.get(key, 0), b.get(key, 0), rtol=1e-5)
     shutil.rmtree(alone.workdir)
+  with pytest.raises(ValueError, match="holds another sweep"):
+    train_sweep(configs[:1], tmp_path / "sweep")
   with pytest.raises(ValueError, match="differs in batch_size"):
     train_sweep([configs[0], dataclasses.replace(configs[1], batch_size=16)], tmp_path / "x")
 

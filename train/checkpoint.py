@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 from train.config import TrainConfig
 
 RUN_FILE = "run.json"
+SWEEP_FILE = "sweep.json"
 
 
 def check_workdir(config: TrainConfig) -> None:
@@ -38,14 +39,33 @@ def check_workdir(config: TrainConfig) -> None:
           "use a new --workdir")
 
 
-def record_run(config: TrainConfig) -> None:
-  """Writes the run's settings to `<workdir>/run.json` (process 0, once)."""
-  path = pathlib.Path(config.workdir) / RUN_FILE
+def _write_once(path: pathlib.Path, content: Any) -> None:
+  """Writes `content` as JSON to `path` unless it exists (process 0, atomically)."""
   if jax.process_index() == 0 and not path.is_file():
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(config), indent=1, sort_keys=True))
+    tmp.write_text(json.dumps(content, indent=1, sort_keys=True))
     os.replace(tmp, path)
+
+
+def record_run(config: TrainConfig) -> None:
+  """Writes the run's settings to `<workdir>/run.json` (process 0, once)."""
+  _write_once(pathlib.Path(config.workdir) / RUN_FILE, dataclasses.asdict(config))
+
+
+def claim_sweep_dir(sweep_dir: pathlib.Path, configs: list[TrainConfig]) -> None:
+  """Records which runs a sweep directory's checkpoints belong to, or checks
+  that `configs` are those runs.
+
+  Raises:
+    ValueError: if the directory holds another sweep's checkpoints.
+  """
+  runs = [{"workdir": c.workdir, "lr": c.lr, "seed": c.seed} for c in configs]
+  path = sweep_dir / SWEEP_FILE
+  if path.is_file() and json.loads(path.read_text()) != runs:
+    raise ValueError(f"sweep directory {sweep_dir} holds another sweep (see {path}); "
+                     "use a new one")
+  _write_once(path, runs)
 
 
 class Checkpoints:

@@ -75,6 +75,7 @@ def train_sweep(configs: Sequence[TrainConfig],
   vmapped program; each writes the `metrics.jsonl` it would write alone. The
   sweep checkpoints (and resumes) under `<sweep_dir>/checkpoints`."""
   check_sweep(configs)
+  checkpoint.claim_sweep_dir(pathlib.Path(sweep_dir), list(configs))
   return run(configs, pathlib.Path(sweep_dir) / "checkpoints")
 
 
