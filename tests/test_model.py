@@ -107,3 +107,15 @@ def test_bad_config_names_the_field():
     Qwen3Config.from_hf({**HF_TINY, "num_key_value_heads": 3})
   with pytest.raises(ValueError, match="Qwen3Config.dtype"):
     Qwen3Config.from_hf(HF_TINY, dtype="float16")
+
+
+def test_a_bfloat16_safetensors_checkpoint_loads(tmp_path):
+  """Qwen3's released weights are bfloat16 safetensors, written by torch."""
+  from safetensors.torch import save_file
+  torch_model, hf_config = _torch_model(tied=True, rope_theta=1e6)
+  save_file({k: v.to(torch.bfloat16).contiguous() for k, v in torch_model.state_dict().items()
+             if k != "lm_head.weight"}, tmp_path / "model.safetensors")
+  model = Qwen3ForCausalLM(Qwen3Config.from_hf(hf_config.to_dict()), rngs=nnx.Rngs(0))
+  hf.load_hf_state_dict(model, tmp_path / "model.safetensors")
+  expected = torch_model.model.embed_tokens.weight.detach().to(torch.bfloat16).float().numpy()
+  np.testing.assert_array_equal(np.asarray(model.model.embed_tokens.embedding[...]), expected)

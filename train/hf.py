@@ -53,7 +53,8 @@ def load_hf_state_dict(model: nnx.Module, state_dict: Mapping[str, Any] | str | 
     ValueError: listing every missing key, unexpected key and shape mismatch.
   """
   if isinstance(state_dict, (str, os.PathLike)):
-    from safetensors.numpy import load_file
+    # The flax loader, unlike the NumPy one, reads bfloat16 (how Qwen3 ships).
+    from safetensors.flax import load_file
     state_dict = load_file(os.fspath(state_dict))
   params = _params(model)
   expected = {}
