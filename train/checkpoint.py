@@ -53,19 +53,25 @@ def record_run(config: TrainConfig) -> None:
   _write_once(pathlib.Path(config.workdir) / RUN_FILE, dataclasses.asdict(config))
 
 
-def claim_sweep_dir(sweep_dir: pathlib.Path, configs: list[TrainConfig]) -> None:
-  """Records which runs a sweep directory's checkpoints belong to, or checks
-  that `configs` are those runs.
+def _sweep_runs(configs: list[TrainConfig]) -> list[dict[str, Any]]:
+  return [{"workdir": c.workdir, "lr": c.lr, "seed": c.seed} for c in configs]
+
+
+def check_sweep_dir(sweep_dir: pathlib.Path, configs: list[TrainConfig]) -> None:
+  """Checks that a sweep directory holding checkpoints holds these runs'.
 
   Raises:
     ValueError: if the directory holds another sweep's checkpoints.
   """
-  runs = [{"workdir": c.workdir, "lr": c.lr, "seed": c.seed} for c in configs]
   path = sweep_dir / SWEEP_FILE
-  if path.is_file() and json.loads(path.read_text()) != runs:
+  if path.is_file() and json.loads(path.read_text()) != _sweep_runs(configs):
     raise ValueError(f"sweep directory {sweep_dir} holds another sweep (see {path}); "
                      "use a new one")
-  _write_once(path, runs)
+
+
+def record_sweep(sweep_dir: pathlib.Path, configs: list[TrainConfig]) -> None:
+  """Writes which runs the sweep's checkpoints hold to `<sweep_dir>/sweep.json`."""
+  _write_once(sweep_dir / SWEEP_FILE, _sweep_runs(configs))
 
 
 class Checkpoints:

@@ -66,7 +66,7 @@ def check_sweep(configs: Sequence[TrainConfig]) -> None:
 
 def train(config: TrainConfig) -> pathlib.Path:
   """Runs (or resumes) `config` to its last step; returns the workdir."""
-  return run([config], pathlib.Path(config.workdir) / "checkpoints")[0]
+  return run([config])[0]
 
 
 def train_sweep(configs: Sequence[TrainConfig],
@@ -75,12 +75,13 @@ def train_sweep(configs: Sequence[TrainConfig],
   vmapped program; each writes the `metrics.jsonl` it would write alone. The
   sweep checkpoints (and resumes) under `<sweep_dir>/checkpoints`."""
   check_sweep(configs)
-  checkpoint.claim_sweep_dir(pathlib.Path(sweep_dir), list(configs))
-  return run(configs, pathlib.Path(sweep_dir) / "checkpoints")
+  return run(configs, pathlib.Path(sweep_dir))
 
 
-def run(configs: Sequence[TrainConfig], checkpoint_dir: pathlib.Path) -> list[pathlib.Path]:
-  """Trains `configs` (one run, or a checked sweep) together."""
+def run(configs: Sequence[TrainConfig],
+        sweep_dir: pathlib.Path | None = None) -> list[pathlib.Path]:
+  """Trains `configs` together: one run (checkpointed in its workdir), or a
+  checked sweep (checkpointed in `sweep_dir`)."""
   config = configs[0]
   init_distributed(config)
   if config.batch_size % jax.device_count():
@@ -88,6 +89,8 @@ def run(configs: Sequence[TrainConfig], checkpoint_dir: pathlib.Path) -> list[pa
                      f"{jax.device_count()} devices")
   for c in configs:
     checkpoint.check_workdir(c)
+  if sweep_dir is not None:
+    checkpoint.check_sweep_dir(sweep_dir, list(configs))
   is_main = jax.process_index() == 0
 
   start_time = time.perf_counter()
@@ -109,6 +112,9 @@ def run(configs: Sequence[TrainConfig], checkpoint_dir: pathlib.Path) -> list[pa
 
   for c in configs:
     checkpoint.record_run(c)
+  if sweep_dir is not None:
+    checkpoint.record_sweep(sweep_dir, list(configs))
+  checkpoint_dir = (sweep_dir or pathlib.Path(config.workdir)) / "checkpoints"
   checkpoints = checkpoint.Checkpoints(checkpoint_dir, config.keep_checkpoints)
   first = checkpoints.latest_step()
   if first is None:
