@@ -180,9 +180,10 @@ def test_cli_errors_are_one_line(tmp_path):
       "error: unknown --optimizer 'sgd'; valid: " + ", ".join(OPTIMIZERS)]
 
 
-def tiny_trainer(mesh, fsdp=False, optimizer="ladm", steps=4, seeds=(0,), lrs=(1e-3,)):
+def tiny_trainer(mesh, fsdp=False, optimizer="ladm", steps=4, seeds=(0,), lrs=(1e-3,),
+                 vmap_runs=None):
   config = TrainConfig(workdir="unused", optimizer=optimizer, steps=steps, warmup=1)
-  return step.Trainer(TINY, optim.make_optimizer(config), mesh, fsdp, seeds, lrs)
+  return step.Trainer(TINY, optim.make_optimizer(config), mesh, fsdp, seeds, lrs, vmap_runs)
 
 
 def train_losses(trainer, steps=4, batch=8, data_seeds=(0,)):
@@ -313,10 +314,11 @@ def test_presets_set_the_reports_setup(tmp_path):
                     "--data-dir", str(tmp_path)]).lr == 1e-4
 
 
-def test_a_vmapped_sweep_equals_its_runs_one_by_one():
+@pytest.mark.parametrize("vmap_runs", [1, 3, 4])  # in turn, groups with a remainder, all
+def test_a_sweep_equals_its_runs_one_by_one(vmap_runs):
   seeds, lrs = (0, 1, 0, 1), (1e-3, 1e-3, 3e-3, 3e-3)
-  sweep, _ = train_losses(tiny_trainer(step.make_mesh(), seeds=seeds, lrs=lrs),
-                          data_seeds=seeds)
+  sweep, _ = train_losses(tiny_trainer(step.make_mesh(), seeds=seeds, lrs=lrs,
+                                       vmap_runs=vmap_runs), data_seeds=seeds)
   for k, (seed, lr) in enumerate(zip(seeds, lrs)):
     alone, _ = train_losses(tiny_trainer(step.make_mesh(), seeds=(seed,), lrs=(lr,)),
                             data_seeds=(seed,))

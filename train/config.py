@@ -28,7 +28,9 @@ class TrainConfig:
 
   `opt` holds optimizer keyword overrides (`--opt b1=0.8`); `init_from` a
   Hugging Face `.safetensors` checkpoint to start from (fine-tuning), whose
-  shapes must match `config`.
+  shapes must match `config`. `vmap_runs`: how many runs of a sweep are
+  vmapped together (the groups run one after another in the same program);
+  `None` for one at a time on CPU and all at once on GPU/TPU.
   """
   workdir: str
   config: str = "nano"
@@ -56,6 +58,7 @@ class TrainConfig:
   log_every: int = 10
   max_consecutive_nonfinite: int = 20
   fsdp: bool = False
+  vmap_runs: int | None = None
   progress: bool = True
   distributed: bool = False
   coordinator_address: str | None = None
@@ -75,6 +78,8 @@ class TrainConfig:
     for name in ("warmup", "eval_every", "max_consecutive_nonfinite"):
       if getattr(self, name) < 0:
         raise ValueError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
+    if self.vmap_runs is not None and self.vmap_runs <= 0:
+      raise ValueError(f"--vmap-runs must be positive, got {self.vmap_runs}")
     if self.warmup >= self.steps:
       raise ValueError(f"--warmup {self.warmup} must be shorter than --steps {self.steps}")
     if not 0.0 <= self.final_lr_fraction <= 1.0:
@@ -118,7 +123,7 @@ class TrainConfig:
 # and reports, not what it computes.
 OPERATIONAL_FIELDS = frozenset({
     "workdir", "cache_dir", "data_dir", "eval_every", "checkpoint_every",
-    "keep_checkpoints", "log_every", "fsdp", "progress", "distributed",
+    "keep_checkpoints", "log_every", "fsdp", "vmap_runs", "progress", "distributed",
     "coordinator_address", "num_processes", "process_id",
 })
 

@@ -1,9 +1,9 @@
 """The train and eval steps of K runs in one program, jitted over a device mesh.
 
-Runs differ in seed (initialisation and data order) and peak learning rate,
-and are `jax.vmap`-ed: every state leaf has a leading run axis, and a batch is
-`[K, B, T + 1]`. A single run is K = 1, so a run and a sweep share one code
-path.
+Runs differ in seed (initialisation and data order) and peak learning rate:
+every state leaf has a leading run axis, a batch is `[K, B, T + 1]`, and the
+step maps over the runs (vmapped in groups, see `over_runs`). A single run is
+K = 1, so a run and a sweep share one code path.
 
 The batch is sharded over the mesh's `data` axis (data parallel). With FSDP,
 every parameter and every optimizer-state leaf is sharded too, on its largest
@@ -56,20 +56,22 @@ def loss_fn(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array) -> jax
   return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
 
 
-def over_runs(fn, num_runs: int, in_axes: tuple[int | None, ...] | int = 0):
-  """`jax.vmap(fn, in_axes)` over the leading run axis. One run is indexed
-  out and back instead: XLA's CPU matmuls (and their gradients) are about a
-  quarter slower with a batch dimension, even of size 1."""
-  if num_runs > 1:
-    return jax.vmap(fn, in_axes=in_axes)
+def over_runs(fn, in_axes: tuple[int | None, ...], vmap_runs: int):
+  """Maps `fn` over the leading run axis of the arguments whose `in_axes` is
+  0 (the others are shared by every run), in one program.
 
-  def one_run(*args):
-    axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
-    args = [a if axis is None else jax.tree.map(lambda x: x[0], a)
-            for a, axis in zip(args, axes)]
-    return jax.tree.map(lambda x: x[None], fn(*args))
-
-  return one_run
+  Groups of `vmap_runs` runs are vmapped; the groups run one after another
+  (`jax.lax.map`). On CPU one run at a time is fastest: XLA's CPU matmuls are
+  about a quarter slower with a batch dimension, and the loop reuses the
+  step's temporary buffers, which every new call page-faults in afresh.
+  """
+  def mapped(*args):
+    def one_run(run_args):
+      it = iter(run_args)
+      return fn(*[next(it) if axis == 0 else a for a, axis in zip(args, in_axes)])
+    per_run = tuple(a for a, axis in zip(args, in_axes) if axis == 0)
+    return jax.lax.map(one_run, per_run, batch_size=vmap_runs if vmap_runs > 1 else None)
+  return mapped
 
 
 class Trainer:
@@ -82,10 +84,13 @@ class Trainer:
   def __init__(self, config: model_lib.Qwen3Config,
                tx: optax.GradientTransformationExtraArgs,
                mesh: jax.sharding.Mesh, fsdp: bool,
-               seeds: Sequence[int], peak_lrs: Sequence[float]):
+               seeds: Sequence[int], peak_lrs: Sequence[float],
+               vmap_runs: int | None = None):
     if len(seeds) != len(peak_lrs):
       raise ValueError(f"{len(seeds)} seeds for {len(peak_lrs)} learning rates")
     self.mesh, self.tx, self.num_runs = mesh, tx, len(seeds)
+    if vmap_runs is None:
+      vmap_runs = 1 if jax.default_backend() == "cpu" else self.num_runs
     self._run_args = (jnp.asarray(seeds, jnp.int32), jnp.asarray(peak_lrs, jnp.float32))
     new_model = lambda seed: model_lib.Qwen3ForCausalLM(
         config, rngs=nnx.Rngs(jax.random.key(seed)))
@@ -96,7 +101,7 @@ class Trainer:
         params = nnx.state(new_model(seed), nnx.Param)
       return TrainState(params, optim.set_peak_lr(tx.init(params), peak_lr))
 
-    runs = lambda fn, in_axes=0: over_runs(fn, self.num_runs, in_axes)
+    runs = lambda fn, in_axes=(0, 0): over_runs(fn, in_axes, vmap_runs)
     shapes = jax.eval_shape(runs(init_one), *self._run_args)
     num_shards = mesh.shape[DATA_AXIS] if fsdp else 1
     self.state_sharding = jax.tree.map(

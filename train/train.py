@@ -106,7 +106,7 @@ def run(configs: Sequence[TrainConfig],
                for seed in sorted(set(seeds))}
   schedule = optim.unit_schedule(config)
   trainer = step.Trainer(model_config, optim.make_optimizer(config), step.make_mesh(),
-                         config.fsdp, seeds, [c.lr for c in configs])
+                         config.fsdp, seeds, [c.lr for c in configs], config.vmap_runs)
   val_batches = eval_batches(windows["validation"], config, trainer)
   setup_time = time.perf_counter() - start_time
 
