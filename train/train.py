@@ -7,7 +7,7 @@ See `train/config.py` (or `--help`) for every flag.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import dataclasses
 import logging
 import os
@@ -69,17 +69,18 @@ def train(config: TrainConfig) -> pathlib.Path:
   return run([config])[0]
 
 
-def train_sweep(configs: Sequence[TrainConfig],
-                sweep_dir: str | os.PathLike) -> list[pathlib.Path]:
-  """Trains runs that differ only in learning rate and seed in one jitted,
-  vmapped program; each writes the `metrics.jsonl` it would write alone. The
-  sweep checkpoints (and resumes) under `<sweep_dir>/checkpoints`."""
+def train_sweep(configs: Sequence[TrainConfig], sweep_dir: str | os.PathLike,
+                on_step: Callable[[], None] | None = None) -> list[pathlib.Path]:
+  """Trains runs that differ only in learning rate and seed in one jitted
+  program; each writes the `metrics.jsonl` it would write alone. The sweep
+  checkpoints (and resumes) under `<sweep_dir>/checkpoints`; `on_step` is
+  called after every step (a caller's progress bar)."""
   check_sweep(configs)
-  return run(configs, pathlib.Path(sweep_dir))
+  return run(configs, pathlib.Path(sweep_dir), on_step)
 
 
-def run(configs: Sequence[TrainConfig],
-        sweep_dir: pathlib.Path | None = None) -> list[pathlib.Path]:
+def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
+        on_step: Callable[[], None] | None = None) -> list[pathlib.Path]:
   """Trains `configs` together: one run (checkpointed in its workdir), or a
   checked sweep (checkpointed in `sweep_dir`)."""
   config = configs[0]
@@ -166,6 +167,8 @@ def run(configs: Sequence[TrainConfig],
       checkpoints.save(i, state, {str(seed): iterator.get_state()
                                   for seed, iterator in iterators.items()})
     bar.update()
+    if on_step is not None:
+      on_step()
   bar.close()
   checkpoints.close()
 
