@@ -189,14 +189,10 @@ def tiny_trainer(mesh, fsdp=False, optimizer="ladm", steps=4, seeds=(0,), lrs=(1
 def train_losses(trainer, steps=4, batch=8, data_seeds=(0,)):
   """Losses `[steps, K]` of the trainer's K runs, run k reading stream data_seeds[k]."""
   rngs = [np.random.default_rng(s) for s in data_seeds]
-  state = trainer.init()
-  losses = []
-  for _ in range(steps):
-    tokens = np.stack([r.integers(0, TINY.vocab_size, (batch, 17), dtype=np.int32)
-                       for r in rngs])
-    state, out = trainer.train_step(state, trainer.global_batch(tokens))
-    losses.append(np.asarray(out["loss"]))
-  return np.array(losses), state
+  tokens = np.stack([r.integers(0, TINY.vocab_size, (steps, batch, 17), dtype=np.int32)
+                     for r in rngs], axis=1)
+  state, out = trainer.train_steps(trainer.init(), trainer.global_batch(tokens))
+  return np.asarray(out["loss"]), state
 
 
 def one_device_mesh():
@@ -239,9 +235,9 @@ def test_nonfinite_steps_are_skipped_and_counted():
   state = trainer.init()
   params = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(np.nan), state.params)
   before = jax.tree.map(np.asarray, (params, state.opt_state.inner_state))
-  state, out = trainer.train_step(step.TrainState(params, state.opt_state),
-                                  trainer.global_batch(np.zeros((1, 8, 17), np.int32)))
-  assert out["nonfinite_steps"].tolist() == [1]
+  state, out = trainer.train_steps(step.TrainState(params, state.opt_state),
+                                   trainer.global_batch(np.zeros((1, 1, 8, 17), np.int32)))
+  assert out["nonfinite_steps"].tolist() == [[1]]
   after = jax.tree.map(np.asarray, (state.params, state.opt_state.inner_state))
   jax.tree.map(np.testing.assert_array_equal, after, before)
 

@@ -47,29 +47,33 @@ def matmul_flops_per_s(n: int = 2048, iters: int = 10, reps: int = 5) -> float:
 
 
 class JaxStep:
-  """The trainer's step for one run, on a fixed batch."""
+  """The trainer's steps for one run, `steps_per_call` per call as the
+  trainer runs them, on fixed batches."""
 
   def __init__(self, config_name: str, batch: int, seq: int):
     config = TrainConfig(workdir="unused", config=config_name, optimizer="adamw",
                          steps=1000, warmup=1, batch_size=batch, seq_len=seq)
     self.trainer = step.Trainer(config.model_config, optim.make_optimizer(config),
                                 step.make_mesh(), False, [0], [config.lr])
+    self.steps_per_call = config.steps_per_call
     vocab = config.model_config.vocab_size
-    tokens = np.random.default_rng(0).integers(0, vocab, (1, batch, seq + 1), np.int32)
+    tokens = np.random.default_rng(0).integers(
+        0, vocab, (self.steps_per_call, 1, batch, seq + 1), np.int32)
     self.tokens = self.trainer.global_batch(tokens)
     self.state = self.trainer.init()
-    compiled = self.trainer.train_step.lower(self.state, self.tokens).compile()
-    self.flops = compiled.cost_analysis()["flops"]
+    # XLA counts a loop body once: the FLOPs of one step are those of a 1-step call.
+    one_step = self.trainer.train_steps.lower(self.state, self.tokens[:1]).compile()
+    self.flops = one_step.cost_analysis()["flops"]
 
   def time(self, iters: int) -> float:
-    """Seconds per step over `iters` steps, after one untimed step."""
-    self.state, out = self.trainer.train_step(self.state, self.tokens)
+    """Seconds per step over `iters` calls, after one untimed call."""
+    self.state, out = self.trainer.train_steps(self.state, self.tokens)
     jax.block_until_ready(out)
     start = time.perf_counter()
     for _ in range(iters):
-      self.state, out = self.trainer.train_step(self.state, self.tokens)
+      self.state, out = self.trainer.train_steps(self.state, self.tokens)
     jax.block_until_ready(out)
-    return (time.perf_counter() - start) / iters
+    return (time.perf_counter() - start) / (iters * self.steps_per_call)
 
 
 class TorchStep:

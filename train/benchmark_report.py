@@ -192,8 +192,15 @@ def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str
            f"Revision: `{report['git_commit']}`. Machine: {report['machine']['processor']}, "
            f"{report['machine']['cpus']} CPUs, jax {report['machine']['jax']}, "
            f"optax {report['machine']['optax']}.", ""]
-  done = sum(len(v["runs"]) for v in report["variants"].values())
-  lines += [f"Runs finished: {done}.", ""]
+  done = len({r["hash"] for v in report["variants"].values() for r in v["runs"]})
+  if done < suite.planned_runs:
+    lines += [f"**In progress**: {done} of the {suite.planned_runs} planned runs (plus grid "
+              "extensions) have finished; rerun the command to continue. Rows below "
+              "cover the methods finished so far; `n` is the number of seeds.", ""]
+  else:
+    lines += [f"Runs: {done}.", ""]
+  if suite.scale_note:
+    lines += ["## Scale: what this can and cannot show", "", suite.scale_note, ""]
 
   adamw_target = adamw["mean"] if adamw else None
   adamw_steps = None
@@ -277,13 +284,13 @@ def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str
 
 
 def plots(suite: Suite, rows: dict[str, dict], out: pathlib.Path) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib import colormaps
+  from matplotlib.figure import Figure
 
   methods = [m.name for m in suite.methods if m.name in rows]
-  colors = plt.get_cmap("tab20")
-  fig, ax = plt.subplots(figsize=(9, 6))
+  colors = colormaps["tab20"]
+  fig = Figure(figsize=(9, 6))
+  ax = fig.subplots()
   for i, name in enumerate(methods):
     curves = [r["val_curve"] for r in rows[name]["seeds"].values()]
     steps = [s for s, _ in curves[0]]
@@ -298,9 +305,9 @@ def plots(suite: Suite, rows: dict[str, dict], out: pathlib.Path) -> None:
   ax.legend(fontsize=8, ncol=2)
   fig.tight_layout()
   fig.savefig(out / f"{suite.name}_curves.png", dpi=100)
-  plt.close(fig)
 
-  fig, ax = plt.subplots(figsize=(9, 6))
+  fig = Figure(figsize=(9, 6))
+  ax = fig.subplots()
   for i, name in enumerate(methods):
     grid = [(lr, loss) for lr, loss in rows[name]["grid"] if math.isfinite(loss)]
     ax.plot(*zip(*grid), "o-", color=colors(i), label=name)
@@ -312,7 +319,6 @@ def plots(suite: Suite, rows: dict[str, dict], out: pathlib.Path) -> None:
   ax.legend(fontsize=8, ncol=2)
   fig.tight_layout()
   fig.savefig(out / f"{suite.name}_lr.png", dpi=100)
-  plt.close(fig)
 
 
 def git_commit() -> str:

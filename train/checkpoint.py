@@ -1,4 +1,4 @@
-"""Run directories: the run's settings and its orbax checkpoints.
+"""Run directories: the run's settings, its tokenizer and its orbax checkpoints.
 
 A checkpoint holds the train state (parameters and optimizer state) and the
 grain iterator state, written asynchronously and committed atomically by
@@ -16,10 +16,12 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from tokenizers import Tokenizer
 
 from train.config import TrainConfig
 
 RUN_FILE = "run.json"
+TOKENIZER_FILE = "tokenizer.json"
 SWEEP_FILE = "sweep.json"
 
 
@@ -51,6 +53,12 @@ def _write_once(path: pathlib.Path, content: Any) -> None:
 def record_run(config: TrainConfig) -> None:
   """Writes the run's settings to `<workdir>/run.json` (process 0, once)."""
   _write_once(pathlib.Path(config.workdir) / RUN_FILE, dataclasses.asdict(config))
+
+
+def record_tokenizer(config: TrainConfig, tokenizer: Tokenizer) -> None:
+  """Writes the run's tokenizer to `<workdir>/tokenizer.json` (process 0,
+  once), so that the workdir alone suffices to sample from it."""
+  _write_once(pathlib.Path(config.workdir) / TOKENIZER_FILE, json.loads(tokenizer.to_str()))
 
 
 def _sweep_runs(configs: list[TrainConfig]) -> list[dict[str, Any]]:

@@ -31,6 +31,8 @@ class TrainConfig:
   shapes must match `config`. `vmap_runs`: how many runs of a sweep are
   vmapped together (the groups run one after another in the same program);
   `None` for one at a time on CPU and all at once on GPU/TPU.
+  `steps_per_call`: at most this many steps run in one jitted call (a scan,
+  cut at every log, evaluation and checkpoint step).
   """
   workdir: str
   config: str = "nano"
@@ -59,6 +61,7 @@ class TrainConfig:
   max_consecutive_nonfinite: int = 20
   fsdp: bool = False
   vmap_runs: int | None = None
+  steps_per_call: int = 10
   progress: bool = True
   distributed: bool = False
   coordinator_address: str | None = None
@@ -72,7 +75,7 @@ class TrainConfig:
     _check_choice("data", self.data, DATASETS)
     _check_choice("dtype", self.dtype, ("float32", "bfloat16"))
     for name in ("steps", "batch_size", "seq_len", "eval_batches",
-                 "checkpoint_every", "keep_checkpoints", "log_every"):
+                 "checkpoint_every", "keep_checkpoints", "log_every", "steps_per_call"):
       if getattr(self, name) <= 0:
         raise ValueError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
     for name in ("warmup", "eval_every", "max_consecutive_nonfinite"):
@@ -123,8 +126,8 @@ class TrainConfig:
 # and reports, not what it computes.
 OPERATIONAL_FIELDS = frozenset({
     "workdir", "cache_dir", "data_dir", "eval_every", "checkpoint_every",
-    "keep_checkpoints", "log_every", "fsdp", "vmap_runs", "progress", "distributed",
-    "coordinator_address", "num_processes", "process_id",
+    "keep_checkpoints", "log_every", "fsdp", "vmap_runs", "steps_per_call", "progress",
+    "distributed", "coordinator_address", "num_processes", "process_id",
 })
 
 # The reports' setups on the 134M Qwen3 and FineWeb (batch 512). METHODS.md

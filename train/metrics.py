@@ -40,12 +40,12 @@ class MetricsLog:
 
 def plot(records: list[dict[str, Any]], path: str | os.PathLike, title: str) -> None:
   """Train and validation loss against step, as a PNG."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  # A bare Figure: pyplot's global backend (a notebook's inline one) is left alone.
+  from matplotlib.figure import Figure
 
   steps = [r for r in records if "event" not in r]
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig = Figure(figsize=(6, 4))
+  ax = fig.subplots()
   ax.plot([r["step"] for r in steps], [r["train_loss"] for r in steps], label="train")
   val = [r for r in steps if "val_loss" in r]
   ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation")
@@ -53,4 +53,3 @@ def plot(records: list[dict[str, Any]], path: str | os.PathLike, title: str) -> 
   ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)

@@ -8,7 +8,7 @@ beyond transposes.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 from flax import nnx
 import jax
@@ -102,6 +102,20 @@ def rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
   return out.astype(x.dtype)
 
 
+class KVCache(NamedTuple):
+  """One layer's keys and values `[B, S, kv_heads, head_dim]` for S positions,
+  of which the first `end` are filled."""
+  k: jax.Array
+  v: jax.Array
+  end: jax.Array
+
+  @classmethod
+  def empty(cls, cfg: Qwen3Config, batch: int, size: int) -> KVCache:
+    shape = (batch, size, cfg.num_key_value_heads, cfg.head_dim)
+    zeros = jnp.zeros(shape, cfg.compute_dtype)
+    return cls(zeros, zeros, jnp.zeros([], jnp.int32))
+
+
 def _linear(cfg: Qwen3Config, n_in: int, n_out: int, rngs: nnx.Rngs) -> nnx.Linear:
   return nnx.Linear(
       n_in, n_out, use_bias=False, dtype=cfg.compute_dtype,
@@ -126,16 +140,29 @@ class Qwen3Attention(nnx.Module):
     self.q_norm = _norm(cfg, d, rngs)
     self.k_norm = _norm(cfg, d, rngs)
 
-  def __call__(self, x: jax.Array, positions: jax.Array) -> jax.Array:
-    """`x [B * T, hidden]`, `positions [B, T]`."""
+  def __call__(self, x: jax.Array, positions: jax.Array,
+               cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+    """`x [B * T, hidden]`, `positions [B, T]`. With a cache, the T tokens
+    follow its `end` filled positions and attend to those too."""
     cfg = self.cfg
     b, t = positions.shape
     q = self.q_norm(self.q_proj(x).reshape(b, t, cfg.num_attention_heads, cfg.head_dim))
     k = self.k_norm(self.k_proj(x).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim))
-    v = self.v_proj(x).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim)
+    v = self.v_proj(x).reshape(b, t, cfg.num_key_value_heads, cfg.head_dim).astype(q.dtype)
     q, k = rope(q, positions, cfg.rope_theta), rope(k, positions, cfg.rope_theta)
-    out = jax.nn.dot_product_attention(q, k, v.astype(q.dtype), is_causal=True)
-    return self.o_proj(out.reshape(b * t, -1))
+    if cache is None:
+      out = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+    else:
+      at = (0, cache.end, 0, 0)
+      cache = KVCache(jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype), at),
+                      jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype), at),
+                      cache.end + t)
+      # Query i (at cache position end + i) sees cache positions <= its own.
+      visible = (jnp.arange(cache.k.shape[1])[None, :]
+                 <= (cache.end - t + jnp.arange(t))[:, None])
+      out = jax.nn.dot_product_attention(q, cache.k.astype(q.dtype), cache.v.astype(q.dtype),
+                                         mask=visible[None, None])
+    return self.o_proj(out.reshape(b * t, -1)), cache
 
 
 class Qwen3MLP(nnx.Module):
@@ -157,9 +184,11 @@ class Qwen3DecoderLayer(nnx.Module):
     self.post_attention_layernorm = _norm(cfg, cfg.hidden_size, rngs)
     self.mlp = Qwen3MLP(cfg, rngs)
 
-  def __call__(self, x: jax.Array, positions: jax.Array) -> jax.Array:
-    x = x + self.self_attn(self.input_layernorm(x), positions)
-    return x + self.mlp(self.post_attention_layernorm(x))
+  def __call__(self, x: jax.Array, positions: jax.Array,
+               cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+    attended, cache = self.self_attn(self.input_layernorm(x), positions, cache)
+    x = x + attended
+    return x + self.mlp(self.post_attention_layernorm(x)), cache
 
 
 class Qwen3Model(nnx.Module):
@@ -173,18 +202,27 @@ class Qwen3Model(nnx.Module):
         [Qwen3DecoderLayer(cfg, rngs) for _ in range(cfg.num_hidden_layers)])
     self.norm = _norm(cfg, cfg.hidden_size, rngs)
 
-  def __call__(self, input_ids: jax.Array, positions: jax.Array) -> jax.Array:
-    """`input_ids [B, T] -> hidden states [B * T, hidden]`."""
+  def __call__(self, input_ids: jax.Array, positions: jax.Array,
+               cache: list[KVCache] | None = None,
+               ) -> tuple[jax.Array, list[KVCache] | None]:
+    """`input_ids [B, T] -> hidden states [B * T, hidden]` (and the layers'
+    updated caches, given caches)."""
     # Tokens stay flattened: XLA's CPU matmuls (and their gradients) are up to
     # twice as fast on 2-D operands as on [B, T, hidden] ones.
     x = self.embed_tokens(input_ids.reshape(-1))
-    for layer in self.layers:
-      x = layer(x, positions)
-    return self.norm(x)
+    caches = [None] * len(self.layers) if cache is None else cache
+    for k, layer in enumerate(self.layers):
+      x, caches[k] = layer(x, positions, caches[k])
+    return self.norm(x), None if cache is None else caches
 
 
 class Qwen3ForCausalLM(nnx.Module):
-  """`input_ids [B, T] int32 -> logits [B, T, V] float32`."""
+  """`input_ids [B, T] int32 -> logits [B, T, V] float32`.
+
+  For generation, `model(ids, cache=model.empty_cache(B, S))` returns the
+  logits and the layers' key/value caches holding the tokens so far; feeding
+  the next tokens with that cache attends to them without recomputing them.
+  """
 
   def __init__(self, config: Qwen3Config, *, rngs: nnx.Rngs):
     self.config = config
@@ -192,12 +230,20 @@ class Qwen3ForCausalLM(nnx.Module):
     if not config.tie_word_embeddings:
       self.lm_head = _linear(config, config.hidden_size, config.vocab_size, rngs)
 
-  def __call__(self, input_ids: jax.Array, positions: jax.Array | None = None) -> jax.Array:
+  def empty_cache(self, batch: int, size: int) -> list[KVCache]:
+    """Caches for `size` positions of `batch` sequences, one per layer."""
+    return [KVCache.empty(self.config, batch, size) for _ in self.model.layers]
+
+  def __call__(self, input_ids: jax.Array, positions: jax.Array | None = None,
+               cache: list[KVCache] | None = None):
+    """Logits `[B, T, V]`; with `cache`, `(logits, updated cache)`."""
     if positions is None:
-      positions = jnp.broadcast_to(jnp.arange(input_ids.shape[1]), input_ids.shape)
-    x = self.model(input_ids, positions)
+      start = 0 if cache is None else cache[0].end
+      positions = jnp.broadcast_to(start + jnp.arange(input_ids.shape[1]), input_ids.shape)
+    x, new_cache = self.model(input_ids, positions, cache)
     if self.config.tie_word_embeddings:
       logits = self.model.embed_tokens.attend(x)
     else:
       logits = self.lm_head(x)
-    return logits.astype(jnp.float32).reshape(*input_ids.shape, -1)
+    logits = logits.astype(jnp.float32).reshape(*input_ids.shape, -1)
+    return logits if cache is None else (logits, new_cache)

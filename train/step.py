@@ -2,7 +2,8 @@
 
 Runs differ in seed (initialisation and data order) and peak learning rate:
 every state leaf has a leading run axis, a batch is `[K, B, T + 1]`, and the
-step maps over the runs (vmapped in groups, see `over_runs`). A single run is
+step maps over the runs (vmapped in groups, see `over_runs`). `train_steps`
+scans the step over `n` batches `[n, K, B, T + 1]` in one call. A single run is
 K = 1, so a run and a sweep share one code path.
 
 The batch is sharded over the mesh's `data` axis (data parallel). With FSDP,
@@ -110,14 +111,16 @@ class Trainer:
     self.abstract_state = jax.tree.map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
         shapes, self.state_sharding)
-    self.batch_sharding = NamedSharding(mesh, P(None, DATA_AXIS))
+    self.batch_sharding = NamedSharding(mesh, P(None, None, DATA_AXIS))
     replicated = NamedSharding(mesh, P())
 
     self._init = jax.jit(runs(init_one), out_shardings=self.state_sharding)
     self._init_from = jax.jit(runs(init_one, (0, 0, None)),
                               out_shardings=self.state_sharding)
-    self.train_step = jax.jit(
-        runs(self._train_step),
+    # Several steps per call: XLA's CPU runtime allocates (and page-faults in)
+    # a call's temporaries afresh, so a scan reuses them across steps.
+    self.train_steps = jax.jit(
+        lambda state, batches: jax.lax.scan(runs(self._train_step), state, batches),
         in_shardings=(self.state_sharding, self.batch_sharding),
         out_shardings=(self.state_sharding, replicated),
         donate_argnums=0)
@@ -143,8 +146,8 @@ class Trainer:
         "loss": value, "nonfinite_steps": opt_state.total_notfinite}
 
   def global_batch(self, local_rows: np.ndarray) -> jax.Array:
-    """This process's rows `[K, b, T + 1]` of the runs' global batches, as one
-    array over the mesh."""
+    """This process's rows `[n, K, b, T + 1]` of the runs' global batches for
+    `n` steps, as one array over the mesh."""
     return jax.make_array_from_process_local_data(self.batch_sharding, local_rows)
 
   def global_eval_batch(self, local_rows: np.ndarray) -> jax.Array:

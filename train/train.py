@@ -70,17 +70,25 @@ def train(config: TrainConfig) -> pathlib.Path:
 
 
 def train_sweep(configs: Sequence[TrainConfig], sweep_dir: str | os.PathLike,
-                on_step: Callable[[], None] | None = None) -> list[pathlib.Path]:
+                on_steps: Callable[[int], None] | None = None) -> list[pathlib.Path]:
   """Trains runs that differ only in learning rate and seed in one jitted
   program; each writes the `metrics.jsonl` it would write alone. The sweep
-  checkpoints (and resumes) under `<sweep_dir>/checkpoints`; `on_step` is
-  called after every step (a caller's progress bar)."""
+  checkpoints (and resumes) under `<sweep_dir>/checkpoints`; `on_steps(n)` is
+  called after every `n` steps trained (a caller's progress bar)."""
   check_sweep(configs)
-  return run(configs, pathlib.Path(sweep_dir), on_step)
+  return run(configs, pathlib.Path(sweep_dir), on_steps)
+
+
+def steps_to_next_report(done: int, config: TrainConfig) -> int:
+  """How many steps the next call trains: up to the next step that logs,
+  evaluates, checkpoints or ends the run, and at most `steps_per_call`."""
+  periods = [p for p in (config.log_every, config.eval_every, config.checkpoint_every) if p]
+  next_report = min([config.steps] + [(done // p + 1) * p for p in periods])
+  return min(next_report - done, config.steps_per_call)
 
 
 def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
-        on_step: Callable[[], None] | None = None) -> list[pathlib.Path]:
+        on_steps: Callable[[int], None] | None = None) -> list[pathlib.Path]:
   """Trains `configs` together: one run (checkpointed in its workdir), or a
   checked sweep (checkpointed in `sweep_dir`)."""
   config = configs[0]
@@ -96,7 +104,7 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
 
   start_time = time.perf_counter()
   model_config = config.model_config
-  _, windows = data.prepare(config.data, config.seq_len + 1, model_config.vocab_size,
+  tokenizer, windows = data.prepare(config.data, config.seq_len + 1, model_config.vocab_size,
                             config.cache_dir, config.data_dir, config.tokenizer)
   seeds = [c.seed for c in configs]
   # Runs that share a seed share a data order: one iterator serves them all.
@@ -113,6 +121,7 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
 
   for c in configs:
     checkpoint.record_run(c)
+    checkpoint.record_tokenizer(c, tokenizer)
   if sweep_dir is not None:
     checkpoint.record_sweep(sweep_dir, list(configs))
   checkpoint_dir = (sweep_dir or pathlib.Path(config.workdir)) / "checkpoints"
@@ -136,18 +145,23 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
       is_main and config.progress))
   val_loss = None
   last_time, last_step = time.perf_counter(), first
-  for i in range(first + 1, config.steps + 1):
-    rows = {seed: next(iterator) for seed, iterator in iterators.items()}
-    state, out = trainer.train_step(
-        state, trainer.global_batch(np.stack([rows[seed] for seed in seeds])))
-    if i == first + 1:
+  i = first
+  while i < config.steps:
+    n = steps_to_next_report(i, config)
+    chunk = []
+    for _ in range(n):
+      rows = {seed: next(iterator) for seed, iterator in iterators.items()}
+      chunk.append([rows[seed] for seed in seeds])
+    state, out = trainer.train_steps(state, trainer.global_batch(np.asarray(chunk)))
+    if i == first:
       jax.block_until_ready(out)
-      log.info("time to first step: %.1f s (data and setup %.1f s, compile and step %.1f s)",
-               time.perf_counter() - start_time, setup_time,
+      log.info("time to first step: %.1f s (data and setup %.1f s, compile and %d "
+               "steps %.1f s)", time.perf_counter() - start_time, setup_time, n,
                time.perf_counter() - start_time - setup_time)
+    i += n
     evaluate = i == config.steps or (config.eval_every and i % config.eval_every == 0)
     if evaluate or i % config.log_every == 0:
-      losses = np.asarray(out["loss"])  # waits for the step
+      losses = np.asarray(out["loss"][-1])  # waits for the steps
       step_time = (time.perf_counter() - last_time) / (i - last_step)
       if evaluate:
         val_loss = trainer.evaluate(state.params, val_batches)
@@ -155,7 +169,7 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
         record = {"step": i, "train_loss": float(losses[k]),
                   "lr": float(c.lr * schedule(i - 1)),
                   "tokens": i * c.tokens_per_step, "step_time_s": step_time,
-                  "nonfinite_steps": int(out["nonfinite_steps"][k])}
+                  "nonfinite_steps": int(out["nonfinite_steps"][-1][k])}
         if evaluate:
           record["val_loss"] = float(val_loss[k])
         if is_main:
@@ -166,9 +180,9 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
     if i % config.checkpoint_every == 0 or i == config.steps:
       checkpoints.save(i, state, {str(seed): iterator.get_state()
                                   for seed, iterator in iterators.items()})
-    bar.update()
-    if on_step is not None:
-      on_step()
+    bar.update(n)
+    if on_steps is not None:
+      on_steps(n)
   bar.close()
   checkpoints.close()
 
