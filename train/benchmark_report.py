@@ -302,7 +302,8 @@ def plots(suite: Suite, rows: dict[str, dict], out: pathlib.Path) -> None:
     ax.set_ylim(min(finals) - 0.1, max(finals) + 0.8)
   ax.set(xlabel="step", ylabel="validation loss (nats/token)",
          title=f"suite {suite.name}: best LR per method, band = min..max over seeds")
-  ax.legend(fontsize=8, ncol=2)
+  if methods:
+    ax.legend(fontsize=8, ncol=2)
   fig.tight_layout()
   fig.savefig(out / f"{suite.name}_curves.png", dpi=100)
 
@@ -316,7 +317,8 @@ def plots(suite: Suite, rows: dict[str, dict], out: pathlib.Path) -> None:
     ax.set_ylim(min(finals) - 0.1, max(finals) + 1.0)
   ax.set(xlabel="peak learning rate", ylabel="final validation loss (seed 0)",
          title=f"suite {suite.name}: learning-rate grids")
-  ax.legend(fontsize=8, ncol=2)
+  if methods:
+    ax.legend(fontsize=8, ncol=2)
   fig.tight_layout()
   fig.savefig(out / f"{suite.name}_lr.png", dpi=100)
 
@@ -330,7 +332,7 @@ def git_commit() -> str:
 
 
 def write(suite: Suite, variants: dict[str, Any], out: pathlib.Path,
-          argv: list[str] | None) -> None:
+          argv: list[str]) -> None:
   """Writes `<out>/<suite>.json`, `<suite>.md` and the two plots."""
   import flax
   out.mkdir(parents=True, exist_ok=True)
