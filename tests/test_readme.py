@@ -1,9 +1,21 @@
-"""The README's Python code blocks run as written."""
+"""The README's code blocks and commands run as written."""
 
+import os
 import pathlib
 import re
+import shlex
+import subprocess
+import sys
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+# What CI itself runs (.ci/run), and the hours-long suite, which
+# tests/test_benchmark.py runs on a reduced budget.
+CI_STEPS = ("python3 -m venv", "pip install", "python -m pytest")
+LONG = {"python -m train.benchmark --suite nano"}
 
 
 def test_python_blocks_run():
@@ -12,3 +24,36 @@ def test_python_blocks_run():
   namespace = {}
   for block in blocks:
     exec(compile(block, str(README), "exec"), namespace)
+
+
+def shell_commands():
+  blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), re.S)
+  lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+  return [line for line in lines if line]
+
+
+def test_shell_commands_run(tmp_path):
+  """In order, from a scratch directory (so `runs/x` and `results/` are its
+  own); the placeholders FINEWEB and tokenizer.json become a parquet shard
+  and the tokenizer the training command saved."""
+  fineweb = tmp_path / "fineweb"
+  fineweb.mkdir()
+  pq.write_table(pa.table({
+      "text": [f"document {i}: the quick brown fox jumps over the lazy dog " * 8
+               for i in range(300)],
+      "id": [f"<urn:uuid:{i}>" for i in range(300)]}), fineweb / "shard-0.parquet")
+  env = {**os.environ, "PYTHONPATH": str(REPO), "TFDS_DATA_DIR": str(tmp_path / "tfds"),
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  ran = []
+  for line in shell_commands():
+    if line.startswith(CI_STEPS) or line in LONG:
+      continue
+    line = line.replace("FINEWEB", str(fineweb)).replace(
+        "tokenizer.json", str(tmp_path / "runs/x/tokenizer.json"))
+    args = shlex.split(line)
+    assert args[0] == "python"
+    result = subprocess.run([sys.executable, *args[1:]], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{line}\n{result.stderr[-3000:]}"
+    ran.append(args[2])
+  assert ran == ["train.train", "train.sample", "train.benchmark", "train.benchmark"]
