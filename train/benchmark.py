@@ -106,7 +106,7 @@ def reproduce_command(config: TrainConfig) -> str:
   return shlex.join(args)
 
 
-def finished(config: TrainConfig) -> dict[str, Any] | None:
+def finished(config: TrainConfig) -> list[dict[str, Any]] | None:
   """The run's records if it has finished, else None."""
   records = metrics.MetricsLog(pathlib.Path(config.workdir) / "metrics.jsonl").records()
   return records if records and records[-1].get("event") == "done" else None
@@ -116,11 +116,17 @@ def final_loss(config: TrainConfig) -> float:
   return finished(config)[-1]["val_loss"]
 
 
+def lowest(losses: dict[float, float]) -> float:
+  """The learning rate of the lowest of `losses` (lr -> final loss); a
+  diverged run (NaN) counts as the worst."""
+  return min(losses, key=lambda lr: (losses[lr] != losses[lr], losses[lr]))
+
+
 def next_grid_lr(losses: dict[float, float], factor: float) -> float | None:
   """The learning rate to add when the best of `losses` (lr -> final loss) is
-  at an edge of the grid, else None. A diverged run (NaN) counts as worst."""
+  at an edge of the grid, else None."""
   ordered = sorted(losses)
-  best = min(ordered, key=lambda lr: (losses[lr] != losses[lr], losses[lr]))
+  best = lowest(losses)
   if best == ordered[0]:
     return best / factor
   if best == ordered[-1]:
@@ -165,8 +171,7 @@ class Runner:
         break
       lrs.append(lr)
       self.train([self.config(method, lr, 0)], extra=True)
-    losses = {lr: final_loss(self.config(method, lr, 0)) for lr in lrs}
-    return min(losses, key=lambda lr: (losses[lr] != losses[lr], losses[lr]))
+    return lowest({lr: final_loss(self.config(method, lr, 0)) for lr in lrs})
 
 
 def run_suite(suite: Suite, runs_dir: pathlib.Path, sweeps_dir: pathlib.Path,

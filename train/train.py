@@ -104,8 +104,9 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
 
   start_time = time.perf_counter()
   model_config = config.model_config
-  tokenizer, windows = data.prepare(config.data, config.seq_len + 1, model_config.vocab_size,
-                            config.cache_dir, config.data_dir, config.tokenizer)
+  tokenizer, windows = data.prepare(config.data, config.seq_len + 1,
+                                    model_config.vocab_size, config.cache_dir,
+                                    config.data_dir, config.tokenizer)
   seeds = [c.seed for c in configs]
   # Runs that share a seed share a data order: one iterator serves them all.
   iterators = {seed: iter(data.batches(
