@@ -106,12 +106,12 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--seed", type=int, default=0)
   args = p.parse_args(argv)
   try:
+    if args.max_new_tokens < 0:
+      raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
     model, tokenizer = load(args.workdir)
     prompt = np.asarray([tokenizer.encode(args.prompt).ids], np.int32)
     if prompt.shape[1] == 0:
       raise ValueError("--prompt is empty")
-    if args.max_new_tokens < 0:
-      raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
     tokens = generate(model, jnp.asarray(prompt), args.max_new_tokens,
                       temperature=args.temperature, top_k=args.top_k, seed=args.seed)
   except ValueError as e:
