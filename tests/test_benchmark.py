@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import subprocess
 import sys
 
 import pyarrow as pa
@@ -14,7 +15,7 @@ from layeropt_jax import OPTIMIZERS
 from train import benchmark, benchmark_report
 from train.config import TrainConfig
 
-from tests.test_train import records, run
+from tests.test_train import REPO, records, run
 
 TINY_SUITE = benchmark.Suite(
     "tiny",
@@ -162,3 +163,13 @@ def test_the_paper_suite_dry_runs_on_cpu(tmp_path):
   config = TrainConfig(workdir="x", **{**benchmark.SUITES["paper"].train,
                                         "data_dir": str(parquet)})
   assert (config.config, config.batch_size, config.data) == ("qwen3-134m", 512, "fineweb")
+
+
+def test_a_suite_without_its_data_is_a_one_line_error(tmp_path):
+  result = subprocess.run(
+      _python(["python", "-m", "train.benchmark", "--suite", "paper", "--dry-run",
+               "--sweeps-dir", str(tmp_path)]),
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  assert result.stderr.strip() == (
+      "error: --data fineweb needs --data-dir (a directory of parquet shards)")

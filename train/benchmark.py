@@ -25,6 +25,7 @@ import hashlib
 import json
 import pathlib
 import shlex
+import sys
 from typing import Any
 
 import tqdm
@@ -331,12 +332,16 @@ def main(argv: list[str] | None = None) -> None:
   placement = {"cache_dir": args.cache_dir, "data_dir": args.data_dir}
   suite = dataclasses.replace(suite, train={
       **suite.train, **({"tokenizer": args.tokenizer} if args.tokenizer else {})})
-  if args.dry_run:
-    dry_run(suite, pathlib.Path(args.sweeps_dir), placement, args.dry_run_batch_size,
-            args.dry_run_seq_len)
-    return
-  if not args.report_only:
-    run_suite(suite, runs_dir, pathlib.Path(args.sweeps_dir), placement)
+  try:
+    if args.dry_run:
+      dry_run(suite, pathlib.Path(args.sweeps_dir), placement, args.dry_run_batch_size,
+              args.dry_run_seq_len)
+      return
+    if not args.report_only:
+      run_suite(suite, runs_dir, pathlib.Path(args.sweeps_dir), placement)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   # The report is the suite's, however it was (re)generated.
   benchmark_report.write(suite, collect(suite, runs_dir), pathlib.Path(args.out),
                          ["--suite", args.suite])
