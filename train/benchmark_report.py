@@ -212,7 +212,9 @@ def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str
             "difference to AdamW and the ratio are paired by seed. Steps to AdamW: the "
             "first step at which the seed-mean validation curve reaches AdamW's final "
             "loss (speedup = AdamW's steps / these). Step time: median train step of the "
-            "seed runs, relative to AdamW's.", "",
+            "seed runs, relative to AdamW's; wall time on a shared machine whose load "
+            "varied during the suite, so `results/perf.md` holds the controlled "
+            "optimizer-step ratios.", "",
             "| method | best LR | inside grid | final val loss | vs AdamW | ratio | "
             "state B/param | step time vs AdamW | steps to AdamW's loss | speedup |",
             "|---|---|---|---|---|---|---|---|---|---|"]
