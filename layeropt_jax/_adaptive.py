@@ -89,9 +89,13 @@ def scale_by_adaptive_moments(
     # At t = 1 there is no earlier estimate (1 - b2^0 = 0): use this step's.
     first = count == 1
     prev_correction = jnp.where(first, 1.0, 1.0 - b2 ** (count - 1))
+    # v_{t-1} = (v_t - (1 - b2) g^2) / b2, recovered rather than read: reading
+    # the old state beside the new one, which is written in place, costs a
+    # parameter-sized copy per step. (Needs b2 > 0.)
     prev_nu_hat = jax.tree.map(
-        lambda old, new: jnp.where(first, new, old / prev_correction),
-        state.nu, nu_hat)
+        lambda g, new, new_hat: jnp.where(
+            first, new_hat, (new - (1 - b2) * g * g) / (b2 * prev_correction)),
+        grads, nu, nu_hat)
     new_updates = jax.tree.map(
         lambda g, m, v, pv, u: direction(g, m, v, pv, count).astype(u.dtype),
         grads, mu_hat, nu_hat, prev_nu_hat, updates)

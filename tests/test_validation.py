@@ -12,7 +12,7 @@ BAD = [
     ("lamvs", "b1", 1.0), ("lamvs", "b2", -0.1), ("lamvs", "eps", -1e-8),
     ("lamvs", "weight_decay", -0.1),
     ("ladm", "b_slow", 1.5), ("ladm", "alpha_warmup_steps", -1),
-    ("aovs", "gamma", 1.0), ("aovs", "ns_steps", 0),
+    ("aovs", "gamma", 1.0), ("aovs", "ns_steps", 0), ("aovs", "b2", 0.0),
     ("lamo", "b1", 1.0), ("lamo", "eps", float("nan")),
     ("malao", "clip_threshold", -1.0), ("malao", "b2", 1.0),
     ("layer_adam", "b1", -0.5), ("stable_adamw", "eps", -1.0),

@@ -32,11 +32,16 @@ from train import benchmarking, model
 _QUADRATIC = lambda params: sum(jnp.sum(p * p) for p in jax.tree.leaves(params))
 
 
-def param_tree(config_name: str) -> dict[str, Any]:
-  """Random float32 parameters shaped like model config `config_name`'s."""
-  shapes = nnx.to_pure_dict(nnx.state(nnx.eval_shape(
+def param_shapes(config_name: str) -> dict[str, Any]:
+  """The `jax.ShapeDtypeStruct`s of model config `config_name`'s parameters."""
+  return nnx.to_pure_dict(nnx.state(nnx.eval_shape(
       lambda: model.Qwen3ForCausalLM(model.CONFIGS[config_name], rngs=nnx.Rngs(0))),
       nnx.Param))
+
+
+def param_tree(config_name: str) -> dict[str, Any]:
+  """Random float32 parameters shaped like model config `config_name`'s."""
+  shapes = param_shapes(config_name)
   keys = iter(jax.random.split(jax.random.key(0), len(jax.tree.leaves(shapes))))
   return jax.tree.map(
       lambda s: 0.02 * jax.random.normal(next(keys), s.shape, s.dtype), shapes)
@@ -53,6 +58,13 @@ def _step_fn(tx: optax.GradientTransformation) -> Callable:
   return jax.jit(step, donate_argnums=(0, 1))
 
 
+def temp_bytes(tx: optax.GradientTransformation, params: Any) -> int | None:
+  """Temporary bytes of the compiled step per XLA; `params` may be abstract."""
+  state = jax.eval_shape(tx.init, params)
+  memory = _step_fn(tx).lower(params, state, params).compile().memory_analysis()
+  return None if memory is None else int(memory.temp_size_in_bytes)
+
+
 class Runner:
   """One optimizer's compiled step on one tree, timed in place."""
 
@@ -61,9 +73,7 @@ class Runner:
     self.state = tx.init(self.params)
     self.grads = grads
     self.step = _step_fn(tx)
-    compiled = self.step.lower(self.params, self.state, grads).compile()
-    memory = compiled.memory_analysis()
-    self.temp_bytes = None if memory is None else int(memory.temp_size_in_bytes)
+    self.temp_bytes = temp_bytes(tx, params)
     self.state_bytes = _nbytes(self.state)
     self.param_bytes = _nbytes(self.params)
     self.time(1)  # warm-up
