@@ -291,6 +291,15 @@ def plots(suite: Suite, rows: dict[str, dict], out: pathlib.Path) -> None:
 
   methods = [m.name for m in suite.methods if m.name in rows]
   colors = colormaps["tab20"]
+  finals = [rows[n]["mean"] for n in methods]
+
+  def save(fig, ax, headroom: float, path: pathlib.Path) -> None:
+    if finals:
+      ax.set_ylim(min(finals) - 0.1, max(finals) + headroom)
+      ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
   fig = Figure(figsize=(9, 6))
   ax = fig.subplots()
   for i, name in enumerate(methods):
@@ -299,15 +308,9 @@ def plots(suite: Suite, rows: dict[str, dict], out: pathlib.Path) -> None:
     values = np.array([[v for _, v in c] for c in curves])
     ax.plot(steps, values.mean(0), color=colors(i), label=f"{name} ({rows[name]['lr']:.2g})")
     ax.fill_between(steps, values.min(0), values.max(0), color=colors(i), alpha=0.2)
-  finals = [rows[n]["mean"] for n in methods]
-  if finals:
-    ax.set_ylim(min(finals) - 0.1, max(finals) + 0.8)
   ax.set(xlabel="step", ylabel="validation loss (nats/token)",
          title=f"suite {suite.name}: best LR per method, band = min..max over seeds")
-  if methods:
-    ax.legend(fontsize=8, ncol=2)
-  fig.tight_layout()
-  fig.savefig(out / f"{suite.name}_curves.png", dpi=100)
+  save(fig, ax, 0.8, out / f"{suite.name}_curves.png")
 
   fig = Figure(figsize=(9, 6))
   ax = fig.subplots()
@@ -315,14 +318,9 @@ def plots(suite: Suite, rows: dict[str, dict], out: pathlib.Path) -> None:
     grid = [(lr, loss) for lr, loss in rows[name]["grid"] if math.isfinite(loss)]
     ax.plot(*zip(*grid), "o-", color=colors(i), label=name)
   ax.set_xscale("log")
-  if finals:
-    ax.set_ylim(min(finals) - 0.1, max(finals) + 1.0)
   ax.set(xlabel="peak learning rate", ylabel="final validation loss (seed 0)",
          title=f"suite {suite.name}: learning-rate grids")
-  if methods:
-    ax.legend(fontsize=8, ncol=2)
-  fig.tight_layout()
-  fig.savefig(out / f"{suite.name}_lr.png", dpi=100)
+  save(fig, ax, 1.0, out / f"{suite.name}_lr.png")
 
 
 def git_commit() -> str:
