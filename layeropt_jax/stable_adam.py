@@ -2,16 +2,55 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+import math
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import optax
 
-from layeropt_jax import _validation
-from layeropt_jax._adaptive import scale_by_adaptive_moments
+from layeropt_jax._adaptive import scale_by_adam
 from layeropt_jax.labels import ParamLabels
 from layeropt_jax.layerwise import UNIT_SCALES, layerwise_chain
+
+
+# 256 KB blocks: cache-sized, and large enough that the loop is cheap.
+_BLOCK_ELEMENTS = 1 << 16
+# Blocks take rows spread over the leading axis in this many strided groups,
+# so a tensor sharded on that axis (FSDP) is reduced where it lies.
+_ROW_GROUPS = 64
+
+
+def _mean_in_blocks(fn: Callable[..., jax.Array], *arrays: jax.Array) -> jax.Array:
+  """`mean(fn(*arrays))` over same-shaped arrays, a block of rows at a time.
+
+  XLA's CPU backend gives a whole-tensor reduction of a computed operand to a
+  kernel that wants it materialised: `fn`'s result would be a
+  parameter-sized temporary written and read back at every step. Reducing
+  block by block inside a loop keeps the temporary to one block. The
+  leading axis is viewed as `[groups, rows]` and blocks slice `rows`, so
+  every block holds rows of every shard of a leading-axis-sharded tensor and
+  no block needs a gather.
+  """
+  x = arrays[0]
+  if x.ndim == 0 or x.size <= _BLOCK_ELEMENTS:
+    return jnp.mean(fn(*arrays))
+  groups = math.gcd(x.shape[0], _ROW_GROUPS)
+  rows = x.shape[0] // groups
+  block_rows = max(1, _BLOCK_ELEMENTS * x.shape[0] // (groups * x.size))
+  views = [a.reshape(groups, rows, *a.shape[1:]) for a in arrays]
+  within_group = tuple(range(1, x.ndim + 1))
+
+  def add_block(i, sums):
+    blocks = [jax.lax.dynamic_slice_in_dim(v, i * block_rows, block_rows, axis=1)
+              for v in views]
+    return sums + jnp.sum(fn(*blocks), axis=within_group)
+
+  full = rows // block_rows
+  sums = jax.lax.fori_loop(0, full, add_block, jnp.zeros([groups], x.dtype))
+  tail = fn(*[v[:, full * block_rows:] for v in views])
+  return (jnp.sum(sums) + jnp.sum(tail)) / x.size
 
 
 def scale_by_stable_adam(
@@ -41,14 +80,22 @@ def scale_by_stable_adam(
     Wortsman et al., `Stable and low-precision training for large-scale
     vision-language models <https://arxiv.org/abs/2304.13013>`_, 2023
   """
-  _validation.check_non_negative("eps", eps)
+  adam = scale_by_adam(b1, b2, eps, mu_dtype)
 
-  def direction(grad, mu_hat, nu_hat, prev_nu_hat, count):
-    del prev_nu_hat, count
-    rms = jnp.sqrt(jnp.mean(jnp.square(grad) / jnp.maximum(nu_hat, eps**2)))
-    return mu_hat / (jnp.sqrt(nu_hat) + eps) / jnp.maximum(1.0, rms)
+  def update_fn(updates, state, params=None):
+    directions, state = adam.update(updates, state, params)
+    correction = 1 - b2**state.count
 
-  return scale_by_adaptive_moments(direction, b1, b2, mu_dtype)
+    def clip(u, grad, nu):
+      # From the stored v_t, not an expression of it: see _mean_in_blocks.
+      ratio = _mean_in_blocks(
+          lambda g, v: jnp.square(g) / jnp.maximum(v / correction.astype(v.dtype), eps**2),
+          grad.astype(nu.dtype), nu)
+      return u / jnp.maximum(1.0, jnp.sqrt(ratio)).astype(u.dtype)
+
+    return jax.tree.map(clip, directions, updates, state.nu), state
+
+  return optax.GradientTransformation(adam.init, update_fn)
 
 
 def stable_adamw(

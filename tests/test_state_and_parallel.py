@@ -69,3 +69,23 @@ def test_shard_map_with_pmean_equals_single_device(name):
     p_one, s_one = single_step(p_one, mean, s_one)
   chex.assert_trees_all_close(p_par, p_one, rtol=1e-5, atol=1e-6)
   chex.assert_trees_all_close(s_par, s_one, rtol=1e-5, atol=1e-6)
+
+
+def test_stable_adamw_on_fsdp_sharded_tensors_needs_no_gather():
+  # Its per-tensor statistic is reduced in blocks (layeropt_jax.stable_adam);
+  # each block must hold rows of every shard, whichever axis is sharded.
+  mesh = jax.make_mesh((8,), ("data",))
+  specs = {"embedding": P("data", None), "w": P(None, "data")}
+  params = {"embedding": jnp.full((4096, 64), 0.1), "w": jnp.full((64, 4096), 0.1)}
+  grads = jax.tree.map(lambda p: jnp.sin(jnp.arange(p.size, dtype=jnp.float32).reshape(p.shape)),
+                       params)
+  tx = layeropt_jax.stable_adamw(1e-2, param_labels={"embedding": "embedding", "w": "mlp"})
+  shardings = {k: jax.sharding.NamedSharding(mesh, s) for k, s in specs.items()}
+  sharded = jax.device_put(params, shardings)
+  state = tx.init(sharded)
+  step = jax.jit(lambda p, g, s: trees.step(tx, p, g, s))
+  compiled = step.lower(sharded, jax.device_put(grads, shardings), state).compile()
+  assert "all-gather" not in compiled.as_text()
+  got = step(sharded, jax.device_put(grads, shardings), state)
+  want = step(params, grads, tx.init(params))
+  chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-7)

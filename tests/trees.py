@@ -10,9 +10,9 @@ import optax
 from layeropt_jax.labels import label_params, path_to_str
 
 
-def qwen3_params(tied: bool, seed: int = 0, num_layers: int = 2):
+def qwen3_params(tied: bool, seed: int = 0, num_layers: int = 2, vocab: int = 48):
   """A tiny tree with Qwen3's parameter names and shapes (head_dim != H/heads)."""
-  vocab, hidden, heads, kv_heads, head_dim, inter = 48, 24, 4, 2, 8, 40
+  hidden, heads, kv_heads, head_dim, inter = 24, 4, 2, 8, 40
   shapes = {
       "self_attn": {
           "q_proj": {"kernel": (hidden, heads * head_dim)},
