@@ -34,11 +34,11 @@ def _mean_in_blocks(fn: Callable[..., jax.Array], *arrays: jax.Array) -> jax.Arr
   no block needs a gather.
   """
   x = arrays[0]
-  if x.ndim == 0 or x.size <= _BLOCK_ELEMENTS:
-    return jnp.mean(fn(*arrays))
+  if x.ndim == 0:
+    return fn(*arrays)
   groups = math.gcd(x.shape[0], _ROW_GROUPS)
   rows = x.shape[0] // groups
-  block_rows = max(1, _BLOCK_ELEMENTS * x.shape[0] // (groups * x.size))
+  block_rows = min(rows, max(1, _BLOCK_ELEMENTS * x.shape[0] // (groups * x.size)))
   views = [a.reshape(groups, rows, *a.shape[1:]) for a in arrays]
   within_group = tuple(range(1, x.ndim + 1))
 
