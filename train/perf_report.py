@@ -77,7 +77,7 @@ def main() -> None:
       f"Machine: {machine['processor']}, {machine['cpus']} CPU cores, devices: "
       f"{machine['devices']} (Python {machine['python']}, jax {machine['jax']}, optax "
       f"{machine['optax']}). A shared, noisy VM: every figure is a ratio measured side "
-      "by side in one run (median over repetitions); reruns move ratios by about 5%. "
+      "by side in one run (median over repetitions); reruns move ratios by up to 7%. "
       "The `nano` tree fits in the CPU caches, so its bandwidth figures are cache, "
       "not memory, bandwidth; the targets are set on the 134M tree.",
       "Regenerate: `python -m train.bench_optim && python -m train.bench_train && "
