@@ -34,8 +34,8 @@ def _mean_in_blocks(fn: Callable[..., jax.Array], *arrays: jax.Array) -> jax.Arr
   no block needs a gather.
   """
   x = arrays[0]
-  if x.ndim == 0:
-    return fn(*arrays)
+  if x.ndim == 0 or x.size == 0:
+    return jnp.mean(fn(*arrays))
   groups = math.gcd(x.shape[0], _ROW_GROUPS)
   rows = x.shape[0] // groups
   block_rows = min(rows, max(1, _BLOCK_ELEMENTS * x.shape[0] // (groups * x.size)))
