@@ -22,7 +22,16 @@ MATCHED_RMS = 0.2
 
 
 def orthogonalize_matrix(u: jax.Array, ns_steps: int = 5) -> jax.Array:
-  r"""NS5(u) scaled to AdamW's RMS: :math:`0.2 \sqrt{\max(r, c)}\,NS(u)`."""
+  r"""NS5(u) scaled to AdamW's RMS: :math:`0.2 \sqrt{\max(r, c)}\,NS(u)`.
+
+  Args:
+    u: a 2-D update; the iteration runs in float32.
+    ns_steps: Newton-Schulz iterations (default 5) with Muon's quintic
+      coefficients `NS_COEFFS`.
+
+  Returns:
+    The orthogonalised update, in `u`'s dtype.
+  """
   x = orthogonalize_via_newton_schulz(
       u.astype(jnp.float32), jnp.asarray(NS_COEFFS, jnp.float32), ns_steps)
   return (x * (MATCHED_RMS * max(u.shape) ** 0.5)).astype(u.dtype)

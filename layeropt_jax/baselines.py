@@ -36,7 +36,23 @@ def adamw(
     weight_decay: float = 0.1,
     mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """:func:`optax.adamw` with b2 0.95 and weight decay 0.1 on ndim >= 2."""
+  """:func:`optax.adamw` with b2 0.95 and weight decay 0.1 on ndim >= 2.
+
+  Args:
+    learning_rate: a float or an optax schedule.
+    b1: decay of the first moment (default 0.9).
+    b2: decay of the second moment (default 0.95).
+    eps: added to the denominator (default 1e-8).
+    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    mu_dtype: dtype of the first moment; `None` keeps optax's default.
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs`.
+
+  References:
+    Loshchilov and Hutter, `Decoupled Weight Decay Regularization
+    <https://arxiv.org/abs/1711.05101>`_, 2019
+  """
   _check(learning_rate, betas=dict(b1=b1, b2=b2),
          non_negative=dict(eps=eps, weight_decay=weight_decay))
   return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps,
@@ -52,7 +68,22 @@ def lion(
     weight_decay: float = 0.1,
     mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """:func:`optax.lion` with weight decay 0.1 on ndim >= 2."""
+  """:func:`optax.lion` with weight decay 0.1 on ndim >= 2.
+
+  Args:
+    learning_rate: a float or an optax schedule.
+    b1: interpolation between momentum and gradient for the update (0.9).
+    b2: decay of the momentum (default 0.99).
+    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    mu_dtype: dtype of the first moment; `None` keeps optax's default.
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs`.
+
+  References:
+    Chen et al., `Symbolic Discovery of Optimization Algorithms
+    <https://arxiv.org/abs/2302.06675>`_, 2023
+  """
   _check(learning_rate, betas=dict(b1=b1, b2=b2),
          non_negative=dict(weight_decay=weight_decay))
   return optax.lion(learning_rate, b1=b1, b2=b2, mu_dtype=mu_dtype,
@@ -72,6 +103,21 @@ def lamb(
 
   This is optax.lamb's own chain; it is spelled out only because
   :func:`optax.lamb` does not pass `mu_dtype` to its Adam.
+
+  Args:
+    learning_rate: a float or an optax schedule.
+    b1: decay of the first moment (default 0.9).
+    b2: decay of the second moment (default 0.999).
+    eps: added to the denominator (default 1e-6).
+    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    mu_dtype: dtype of the first moment; `None` keeps optax's default.
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs`.
+
+  References:
+    You et al., `Large Batch Optimization for Deep Learning: Training BERT
+    in 76 minutes <https://arxiv.org/abs/1904.00962>`_, 2020
   """
   _check(learning_rate, betas=dict(b1=b1, b2=b2),
          non_negative=dict(eps=eps, weight_decay=weight_decay))
@@ -103,6 +149,25 @@ def muon(
   `b1`, `b2`, `eps`. **(choice)** Muon's update is scaled to AdamW's RMS
   (`consistent_rms=0.2`, Liu et al. 2025) so that one learning rate serves
   both parts, and both parts decay weights by `weight_decay`.
+
+  Args:
+    learning_rate: a float or an optax schedule.
+    beta: Muon's Nesterov momentum decay (default 0.95).
+    ns_steps: Newton-Schulz iterations (default 5).
+    b1: AdamW's first-moment decay on the other leaves (default 0.9).
+    b2: AdamW's second-moment decay on the other leaves (default 0.95).
+    eps: added to the denominators (default 1e-8).
+    weight_decay: decoupled weight decay of both parts on ndim >= 2 (0.1).
+    param_labels: pytree of labels, a callable `params -> labels`, or `None`
+      for :func:`layeropt_jax.label_params`; selects the hidden matrices.
+    mu_dtype: dtype of the first moment; `None` keeps optax's default.
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs`.
+
+  References:
+    Jordan, `Muon: An optimizer for hidden layers in neural networks
+    <https://kellerjordan.github.io/posts/muon/>`_, 2024
   """
   _check(learning_rate, betas=dict(beta=beta, b1=b1, b2=b2),
          non_negative=dict(eps=eps, weight_decay=weight_decay))
@@ -145,6 +210,24 @@ def sophia(
   Inside :class:`flax.nnx.Optimizer`, pass it as
   `optimizer.update(model, grads, obj_fn=obj_fn)`; `obj_fn` then receives the
   `nnx.State` of the parameters (merge it with the graph definition).
+
+  Args:
+    learning_rate: a float or an optax schedule.
+    b1: decay of the first moment (default 0.965).
+    b2: decay of the Hessian-diagonal estimate (default 0.99).
+    eps: added to the denominator (default 1e-8).
+    gamma: scale of the Hessian estimate in the denominator (default 0.01).
+    clip_threshold: elementwise clip of the update (default 1.0).
+    update_interval: steps between Hessian estimates (default 10).
+    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    mu_dtype: dtype of the first moment; `None` keeps optax's default.
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs`.
+
+  References:
+    Liu et al., `Sophia: A Scalable Stochastic Second-order Optimizer for
+    Language Model Pre-training <https://arxiv.org/abs/2305.14342>`_, 2024
   """
   _check(learning_rate, betas=dict(b1=b1, b2=b2),
          non_negative=dict(eps=eps, gamma=gamma, clip_threshold=clip_threshold,
@@ -173,6 +256,23 @@ def ademamix(
   optax 0.2.8 returns its moments in float32 after the first update even with
   `mu_dtype`; the state is cast back to the dtypes `init` gave it, so the
   state keeps one structure and `jax.jit` compiles once.
+
+  Args:
+    learning_rate: a float or an optax schedule.
+    b1: decay of the fast first moment (default 0.9).
+    b2: decay of the second moment (default 0.999).
+    b3: decay of the slow first moment (default 0.9999).
+    alpha: weight of the slow moment in the update (default 5.0).
+    eps: added to the denominator (default 1e-8).
+    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    mu_dtype: dtype of the first moment; `None` keeps optax's default.
+
+  Returns:
+    An `optax.GradientTransformationExtraArgs`.
+
+  References:
+    Pagliardini et al., `The AdEMAMix Optimizer: Better, Faster, Older
+    <https://arxiv.org/abs/2409.03050>`_, 2024
   """
   _check(learning_rate, betas=dict(b1=b1, b2=b2, b3=b3),
          non_negative=dict(alpha=alpha, eps=eps, weight_decay=weight_decay))

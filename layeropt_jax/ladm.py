@@ -24,7 +24,15 @@ class ScaleByLadmState(NamedTuple):
 
 
 def ladm_alpha(count: jax.Array, alpha_warmup_steps: float) -> jax.Array:
-  r"""The fast-momentum weight :math:`\alpha_t = 0.95 - 0.15 \min(t/T, 1)`."""
+  r"""The fast-momentum weight :math:`\alpha_t = 0.95 - 0.15 \min(t/T, 1)`.
+
+  Args:
+    count: t, the number of the update (1 on the first).
+    alpha_warmup_steps: T; 0 gives 0.8 from the first step.
+
+  Returns:
+    :math:`\alpha_t`, a float32 scalar.
+  """
   progress = jnp.minimum(count / jnp.maximum(alpha_warmup_steps, 1e-12), 1.0)
   return 0.95 - 0.15 * progress
 

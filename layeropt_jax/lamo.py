@@ -28,7 +28,15 @@ class ScaleByLamoState(NamedTuple):
 
 
 def lamo_beta(grad_norm: jax.Array, b1: float) -> jax.Array:
-  r"""The momentum decay :math:`\beta = \beta_1 (1 - e^{-\|g\|_2})`."""
+  r"""The momentum decay :math:`\beta = \beta_1 (1 - e^{-\|g\|_2})`.
+
+  Args:
+    grad_norm: :math:`\|g\|_2` of one tensor's gradient.
+    b1: the largest decay, reached as the norm grows.
+
+  Returns:
+    :math:`\beta` for that tensor, in :math:`[0, \beta_1)`.
+  """
   return b1 * (1.0 - jnp.exp(-grad_norm))
 
 

@@ -87,7 +87,15 @@ def scale_by_layer(
 
 
 def matrices_mask(params):
-  """Decoupled weight decay applies to tensors with ndim >= 2 only."""
+  """The `mask` of decoupled weight decay: True for tensors with ndim >= 2.
+
+  Args:
+    params: the parameter pytree.
+
+  Returns:
+    A pytree of Python bools with the structure of `params`; norms' scales
+    and biases (ndim < 2) get False.
+  """
   return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
 
 

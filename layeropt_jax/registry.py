@@ -37,7 +37,17 @@ OPTIMIZERS = MappingProxyType({
 
 
 def hyperparameters(name: str) -> dict[str, Any]:
-  """The keyword arguments of optimizer `name` and their defaults."""
+  """The keyword arguments of optimizer `name` and their defaults.
+
+  Args:
+    name: a key of `OPTIMIZERS`.
+
+  Returns:
+    A dict of keyword argument -> default, without `learning_rate`.
+
+  Raises:
+    ValueError: `name` is not a key of `OPTIMIZERS` (the message lists them).
+  """
   factory = _factory(name)
   return {
       p.name: p.default

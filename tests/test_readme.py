@@ -1,5 +1,6 @@
-"""The README's code blocks and commands run as written."""
+"""The README's code blocks and commands run as written; the API documents itself."""
 
+import inspect
 import os
 import pathlib
 import re
@@ -9,6 +10,8 @@ import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+import layeropt_jax
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -57,3 +60,13 @@ def test_shell_commands_run(tmp_path):
     assert result.returncode == 0, f"{line}\n{result.stderr[-3000:]}"
     ran.append(args[2])
   assert ran == ["train.train", "train.sample", "train.benchmark", "train.benchmark"]
+
+
+def test_every_public_function_documents_its_arguments_and_result():
+  # The docstrings are the API reference (optax's layout).
+  undocumented = [
+      name for name, obj in vars(layeropt_jax).items()
+      if not name.startswith("_") and inspect.isfunction(obj)
+      and inspect.signature(obj).parameters
+      and not {"Args:", "Returns:"} <= set(inspect.getdoc(obj).split())]
+  assert not undocumented
