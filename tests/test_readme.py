@@ -70,3 +70,16 @@ def test_every_public_function_documents_its_arguments_and_result():
       and inspect.signature(obj).parameters
       and not {"Args:", "Returns:"} <= set(inspect.getdoc(obj).split())]
   assert not undocumented
+
+
+def _table(text: str, header: str) -> list[str]:
+  lines = text.splitlines()
+  start = lines.index(header)
+  end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+  return lines[start:end]
+
+
+def test_benchmark_headline_is_the_reports():
+  header = "| claim | reported ratio | measured ratio | verdict |"
+  report = (REPO / "results" / "nano.md").read_text()
+  assert _table(README.read_text(), header) == _table(report, header)
