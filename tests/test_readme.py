@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import layeropt_jax
+from train.benchmark_report import VERDICT_HEADER
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -80,6 +81,5 @@ def _table(text: str, header: str) -> list[str]:
 
 
 def test_benchmark_headline_is_the_reports():
-  header = "| claim | reported ratio | measured ratio | verdict |"
   report = (REPO / "results" / "nano.md").read_text()
-  assert _table(README.read_text(), header) == _table(report, header)
+  assert _table(README.read_text(), VERDICT_HEADER) == _table(report, VERDICT_HEADER)

@@ -51,6 +51,8 @@ CLAIMS = (
     Claim("Muon is the best method (3.54)", "muon", "best", 3.54),
 )
 NEAR = 0.01
+VERDICT_HEADER = ("| claim | reported ratio | measured ratio | verdict "
+                  "| reported ratio inside our CI |")
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -247,18 +249,21 @@ def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str
             "lies below/above 1 and refuted when it lies on the other side (or at 1); "
             f"*near* is confirmed when the CI lies within 1 +- {NEAR:g} and refuted when "
             "it lies outside; *best* is confirmed when every other method's ratio to it "
-            "lies above 1. Otherwise: inconclusive.", "",
-            "| claim | reported ratio | measured ratio | verdict |", "|---|---|---|---|"]
+            "lies above 1. Otherwise: inconclusive. The verdict tests the direction "
+            "of a claim; the last column tests its size: whether the reported ratio "
+            "lies inside our CI.", "",
+            VERDICT_HEADER, "|---|---|---|---|---|"]
   for claim in CLAIMS:
     row = rows.get(claim.method)
+    reported = claim.reported / REPORTED_ADAMW
     if row is None or adamw is None:
-      lines.append(f"| {claim.text} | {claim.reported / REPORTED_ADAMW:.3f} | - | "
-                   "not measured yet |")
+      lines.append(f"| {claim.text} | {reported:.3f} | - | not measured yet | - |")
       continue
     r_mean, r_half = row["ratio_to"]["adamw"] if claim.method != "adamw" else (1, 0)
-    lines.append(f"| {claim.text} | {claim.reported / REPORTED_ADAMW:.3f} | "
+    inside = "yes" if abs(reported - r_mean) <= r_half else "no"
+    lines.append(f"| {claim.text} | {reported:.3f} | "
                  f"{r_mean:.4f} +- {_fmt(r_half, '.4f')} | "
-                 f"**{verdict(claim, r_mean, r_half, rows)}** |")
+                 f"**{verdict(claim, r_mean, r_half, rows)}** | {inside} |")
 
   ablations = [a for a in suite.ablations if a.name in rows]
   lines += ["", "## Ablations", "",
