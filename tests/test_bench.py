@@ -6,7 +6,7 @@ import jax
 import pytest
 
 import layeropt_jax
-from train import bench_optim
+from train import bench_optim, model
 
 
 def test_bench_optim_reports_ratios_roofline_and_memory(tmp_path):
@@ -46,7 +46,7 @@ def test_bench_train_compares_with_pytorch_and_the_matmul_peak(tmp_path):
 def test_aovs_step_temporaries_fit_one_parameter_buffer_at_134m():
   # Newton-Schulz on every hidden matrix at once kept three parameter-sized
   # buffers alive (optax.contrib.muon: 2.96); a compile, no timing.
-  params = bench_optim.param_shapes("qwen3-134m")
+  params = model.param_shapes("qwen3-134m")
   n_params = sum(x.size for x in jax.tree.leaves(params))
   tx = layeropt_jax.aovs(1e-3)
   assert bench_optim.temp_bytes(tx, params) <= 4 * n_params

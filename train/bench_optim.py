@@ -20,7 +20,6 @@ import statistics
 import time
 from typing import Any, Callable
 
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import optax
@@ -32,16 +31,9 @@ from train import benchmarking, model
 _QUADRATIC = lambda params: sum(jnp.sum(p * p) for p in jax.tree.leaves(params))
 
 
-def param_shapes(config_name: str) -> dict[str, Any]:
-  """The `jax.ShapeDtypeStruct`s of model config `config_name`'s parameters."""
-  return nnx.to_pure_dict(nnx.state(nnx.eval_shape(
-      lambda: model.Qwen3ForCausalLM(model.CONFIGS[config_name], rngs=nnx.Rngs(0))),
-      nnx.Param))
-
-
 def param_tree(config_name: str) -> dict[str, Any]:
   """Random float32 parameters shaped like model config `config_name`'s."""
-  shapes = param_shapes(config_name)
+  shapes = model.param_shapes(config_name)
   keys = iter(jax.random.split(jax.random.key(0), len(jax.tree.leaves(shapes))))
   return jax.tree.map(
       lambda s: 0.02 * jax.random.normal(next(keys), s.shape, s.dtype), shapes)

@@ -10,7 +10,6 @@ import statistics
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from flax import nnx
 import jax
 import numpy as np
 
@@ -143,9 +142,7 @@ def verdict(claim: Claim, ratio: float, half: float, rows: dict[str, dict]) -> s
 
 
 def state_bytes_per_param(config_name: str, optimizer: str, opt: dict[str, Any]) -> float:
-  params = nnx.to_pure_dict(nnx.state(nnx.eval_shape(
-      lambda: model.Qwen3ForCausalLM(model.CONFIGS[config_name], rngs=nnx.Rngs(0))),
-      nnx.Param))
+  params = model.param_shapes(config_name)
   state = jax.eval_shape(layeropt_jax.get_optimizer(optimizer, 1e-3, **opt).init, params)
   size = lambda tree: sum(math.prod(x.shape) * x.dtype.itemsize
                           for x in jax.tree.leaves(tree))

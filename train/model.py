@@ -247,3 +247,12 @@ class Qwen3ForCausalLM(nnx.Module):
       logits = self.lm_head(x)
     logits = logits.astype(jnp.float32).reshape(*input_ids.shape, -1)
     return logits if cache is None else (logits, new_cache)
+
+
+def param_shapes(config_name: str) -> dict[str, Any]:
+  """Config `config_name`'s parameters as `jax.ShapeDtypeStruct`s, unallocated.
+
+  A plain dict keyed by the Hugging Face parameter paths.
+  """
+  return nnx.to_pure_dict(nnx.state(nnx.eval_shape(
+      lambda: Qwen3ForCausalLM(CONFIGS[config_name], rngs=nnx.Rngs(0))), nnx.Param))
