@@ -173,3 +173,18 @@ def test_a_suite_without_its_data_is_a_one_line_error(tmp_path):
   assert result.returncode == 2
   assert result.stderr.strip() == (
       "error: --data fineweb needs --data-dir (a directory of parquet shards)")
+
+
+def test_the_committed_nano_report_is_its_committed_runs(monkeypatch):
+  """results/nano.{json,md} are what the report makes of results/runs/nano, and
+  every finished method's best learning rate lies strictly inside its grid."""
+  monkeypatch.chdir(REPO)
+  suite = benchmark.SUITES["nano"]
+  saved = json.loads(pathlib.Path("results/nano.json").read_text())
+  variants = benchmark.collect(suite, pathlib.Path("results/runs"))
+  assert variants == saved["variants"]
+  rows = benchmark_report.rows_of(suite, variants)
+  assert (benchmark_report.markdown(suite, rows, saved)
+          == pathlib.Path("results/nano.md").read_text())
+  outside = [m.name for m in suite.methods if m.name in rows and not rows[m.name]["inside_grid"]]
+  assert rows and not outside
