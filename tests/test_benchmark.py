@@ -56,6 +56,26 @@ def test_a_grid_grows_past_its_edge_until_the_best_is_inside(monkeypatch):
   assert best == pytest.approx(3.2e-2)  # 1e-3 * 2^5, the grid point nearest 3e-2
 
 
+def test_the_suite_bar_counts_earlier_steps_but_rates_only_new_ones(monkeypatch):
+  steps = TINY_SUITE.train["steps"]
+  configs = [TINY_SUITE.config(TINY_SUITE.methods[0], lr, 0, pathlib.Path("runs"))
+             for lr in (1e-3, 2e-3, 4e-3)]
+  # The first run finished in an earlier invocation; the sweep of the other
+  # two resumes from a checkpoint at half way.
+  monkeypatch.setattr(benchmark, "finished", lambda c: 1.0 if c is configs[0] else None)
+
+  def resumed_sweep(todo, sweep_dir, on_step):
+    assert todo == configs[1:]
+    for step in (steps // 2, steps - 1, steps):
+      on_step(step)
+  monkeypatch.setattr(benchmark, "train_sweep", resumed_sweep)
+  runner = benchmark.Runner(TINY_SUITE, pathlib.Path("runs"), pathlib.Path("sweeps"), {})
+  runner.bar.total = len(configs) * steps
+  runner.train(configs)
+  assert runner.bar.n == runner.bar.total
+  assert runner.bar.initial == steps + 2 * (steps // 2)
+
+
 def test_next_grid_lr():
   assert benchmark.next_grid_lr({1.0: 3.0, 2.0: 2.0, 4.0: 2.5}, 2.0) is None
   assert benchmark.next_grid_lr({1.0: 1.0, 2.0: 2.0, 4.0: 2.5}, 2.0) == 0.5

@@ -327,7 +327,12 @@ def test_train_sweep_writes_each_runs_metrics(tmp_path, cache):
   args = SHORT + ["--steps", "20", "--eval-every", "10", "--cache-dir", str(cache)]
   configs = [from_args(["--workdir", str(tmp_path / name), *args, *extra])
              for name, extra in (("a", []), ("b", ["--lr", "3e-3", "--seed", "1"]))]
-  train_sweep(configs, tmp_path / "sweep")
+  reached = []
+  train_sweep(configs, tmp_path / "sweep", on_step=reached.append)
+  assert reached[0] == 0 and reached[-1] == 20 and reached == sorted(reached)
+  reached.clear()
+  train_sweep(configs, tmp_path / "sweep", on_step=reached.append)  # restored: done
+  assert reached == [20]
   for config in configs:
     alone = dataclasses.replace(config, workdir=str(tmp_path / "alone"))
     train(alone)

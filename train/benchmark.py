@@ -143,8 +143,16 @@ class Runner:
                placement: dict[str, Any]):
     self.suite, self.runs_dir, self.placement = suite, runs_dir, placement
     self.sweeps_dir = sweeps_dir
+    # smoothing=0: the ETA is the average rate since start over the steps
+    # trained by this invocation only (see `count_earlier`).
     self.bar = tqdm.tqdm(total=suite.planned_runs * suite.train["steps"], unit="step",
-                         desc=f"suite {suite.name}", smoothing=0.02)
+                         desc=f"suite {suite.name}", smoothing=0)
+
+  def count_earlier(self, steps: int) -> None:
+    """Advances the bar by steps an earlier invocation trained, leaving them
+    out of the rate: a resumed suite's ETA is not fooled by its cache."""
+    self.bar.initial += steps
+    self.bar.update(steps)
 
   def config(self, variant: Variant, lr: float, seed: int) -> TrainConfig:
     return self.suite.config(variant, lr, seed, self.runs_dir, **self.placement)
@@ -155,11 +163,21 @@ class Runner:
     if extra:
       self.bar.total += len(configs) * steps
     todo = [c for c in configs if finished(c) is None]
-    self.bar.update((len(configs) - len(todo)) * steps)
-    if todo:
-      group = hashlib.sha256("".join(sorted(c.workdir for c in todo)).encode()).hexdigest()
-      train_sweep(todo, self.sweeps_dir / self.suite.name / group[:16],
-                  on_steps=lambda n: self.bar.update(n * len(todo)))
+    self.count_earlier((len(configs) - len(todo)) * steps)
+    if not todo:
+      return
+    reached = None
+
+    def advance(step: int) -> None:
+      nonlocal reached
+      if reached is None:  # the step the sweep starts from: 0, or a restored one
+        self.count_earlier(step * len(todo))
+      else:
+        self.bar.update((step - reached) * len(todo))
+      reached = step
+
+    group = hashlib.sha256("".join(sorted(c.workdir for c in todo)).encode()).hexdigest()
+    train_sweep(todo, self.sweeps_dir / self.suite.name / group[:16], on_step=advance)
 
   def best_lr(self, method: Variant) -> float:
     """Runs the grid of `method` (seed 0), extending it past an edge."""

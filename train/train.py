@@ -70,13 +70,15 @@ def train(config: TrainConfig) -> pathlib.Path:
 
 
 def train_sweep(configs: Sequence[TrainConfig], sweep_dir: str | os.PathLike,
-                on_steps: Callable[[int], None] | None = None) -> list[pathlib.Path]:
+                on_step: Callable[[int], None] | None = None) -> list[pathlib.Path]:
   """Trains runs that differ only in learning rate and seed in one jitted
   program; each writes the `metrics.jsonl` it would write alone. The sweep
-  checkpoints (and resumes) under `<sweep_dir>/checkpoints`; `on_steps(n)` is
-  called after every `n` steps trained (a caller's progress bar)."""
+  checkpoints (and resumes) under `<sweep_dir>/checkpoints`; `on_step(step)`
+  is called with the step the runs have reached (a caller's progress bar):
+  first the step they start from (0, or the step restored), then after every
+  call that trains."""
   check_sweep(configs)
-  return run(configs, pathlib.Path(sweep_dir), on_steps)
+  return run(configs, pathlib.Path(sweep_dir), on_step)
 
 
 def steps_to_next_report(done: int, config: TrainConfig) -> int:
@@ -88,7 +90,7 @@ def steps_to_next_report(done: int, config: TrainConfig) -> int:
 
 
 def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
-        on_steps: Callable[[int], None] | None = None) -> list[pathlib.Path]:
+        on_step: Callable[[int], None] | None = None) -> list[pathlib.Path]:
   """Trains `configs` together: one run (checkpointed in its workdir), or a
   checked sweep (checkpointed in `sweep_dir`)."""
   config = configs[0]
@@ -147,6 +149,8 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
   val_loss = None
   last_time, last_step = time.perf_counter(), first
   i = first
+  if on_step is not None:
+    on_step(i)
   while i < config.steps:
     n = steps_to_next_report(i, config)
     chunk = []
@@ -182,8 +186,8 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
       checkpoints.save(i, state, {str(seed): iterator.get_state()
                                   for seed, iterator in iterators.items()})
     bar.update(n)
-    if on_steps is not None:
-      on_steps(n)
+    if on_step is not None:
+      on_step(i)
   bar.close()
   checkpoints.close()
 
