@@ -1,33 +1,85 @@
 """layeropt_jax: layer-wise adaptive optimizers as optax transformations."""
 
 from layeropt_jax._adaptive import scale_by_adam
-from layeropt_jax.aovs import aovs, orthogonalize_matrix, scale_by_aovs
-from layeropt_jax.baselines import adamw, ademamix, lamb, lion, muon, sophia
-from layeropt_jax.labels import (
-    COMPONENTS,
-    DEFAULT_LABEL_RULES,
-    hidden_matrix_mask,
-    label_params,
-)
-from layeropt_jax.ladm import ScaleByLadmState, ladm, ladm_alpha, scale_by_ladm
-from layeropt_jax.lamo import ScaleByLamoState, lamo, lamo_beta, scale_by_lamo
-from layeropt_jax.lamvs import lamvs, scale_by_lamvs
-from layeropt_jax.layer_adam import layer_adam
-from layeropt_jax.layerwise import (
-    AOVS_SCALES,
-    LADM_SCALES,
-    LAMVS_SCALES,
-    MALAO_SCALES,
-    UNIT_SCALES,
-    matrices_mask,
-    scale_by_layer,
-)
-from layeropt_jax.malao import clip_by_tensor_norm, malao
-from layeropt_jax.registry import (
-    OPTIMIZERS,
-    get_optimizer,
-    hyperparameters,
-)
-from layeropt_jax.stable_adam import scale_by_stable_adam, stable_adamw
+from layeropt_jax._aovs import aovs
+from layeropt_jax._aovs import orthogonalize_matrix
+from layeropt_jax._aovs import scale_by_aovs
+from layeropt_jax._baselines import adamw
+from layeropt_jax._baselines import ademamix
+from layeropt_jax._baselines import lamb
+from layeropt_jax._baselines import lion
+from layeropt_jax._baselines import muon
+from layeropt_jax._baselines import sophia
+from layeropt_jax._ladm import ladm
+from layeropt_jax._ladm import ladm_alpha
+from layeropt_jax._ladm import scale_by_ladm
+from layeropt_jax._ladm import ScaleByLadmState
+from layeropt_jax._lamo import lamo
+from layeropt_jax._lamo import lamo_beta
+from layeropt_jax._lamo import scale_by_lamo
+from layeropt_jax._lamo import ScaleByLamoState
+from layeropt_jax._lamvs import lamvs
+from layeropt_jax._lamvs import scale_by_lamvs
+from layeropt_jax._layer_adam import layer_adam
+from layeropt_jax._malao import clip_by_tensor_norm
+from layeropt_jax._malao import malao
+from layeropt_jax._stable_adamw import scale_by_stable_adam
+from layeropt_jax._stable_adamw import stable_adamw
+from layeropt_jax.labels import COMPONENTS
+from layeropt_jax.labels import DEFAULT_LABEL_RULES
+from layeropt_jax.labels import hidden_matrix_mask
+from layeropt_jax.labels import label_params
+from layeropt_jax.layerwise import AOVS_SCALES
+from layeropt_jax.layerwise import LADM_SCALES
+from layeropt_jax.layerwise import LAMVS_SCALES
+from layeropt_jax.layerwise import MALAO_SCALES
+from layeropt_jax.layerwise import matrices_mask
+from layeropt_jax.layerwise import scale_by_layer
+from layeropt_jax.layerwise import UNIT_SCALES
+from layeropt_jax.registry import get_optimizer
+from layeropt_jax.registry import hyperparameters
+from layeropt_jax.registry import OPTIMIZERS
 
 __version__ = "0.1.0"
+
+__all__ = (
+    "AOVS_SCALES",
+    "COMPONENTS",
+    "DEFAULT_LABEL_RULES",
+    "LADM_SCALES",
+    "LAMVS_SCALES",
+    "MALAO_SCALES",
+    "OPTIMIZERS",
+    "ScaleByLadmState",
+    "ScaleByLamoState",
+    "UNIT_SCALES",
+    "adamw",
+    "ademamix",
+    "aovs",
+    "clip_by_tensor_norm",
+    "get_optimizer",
+    "hidden_matrix_mask",
+    "hyperparameters",
+    "label_params",
+    "ladm",
+    "ladm_alpha",
+    "lamb",
+    "lamo",
+    "lamo_beta",
+    "lamvs",
+    "layer_adam",
+    "lion",
+    "malao",
+    "matrices_mask",
+    "muon",
+    "orthogonalize_matrix",
+    "scale_by_adam",
+    "scale_by_aovs",
+    "scale_by_ladm",
+    "scale_by_lamo",
+    "scale_by_lamvs",
+    "scale_by_layer",
+    "scale_by_stable_adam",
+    "sophia",
+    "stable_adamw",
+)

@@ -9,14 +9,14 @@ from typing import Any
 
 import optax
 
-from layeropt_jax import baselines
-from layeropt_jax.aovs import aovs
-from layeropt_jax.ladm import ladm
-from layeropt_jax.lamo import lamo
-from layeropt_jax.lamvs import lamvs
-from layeropt_jax.layer_adam import layer_adam
-from layeropt_jax.malao import malao
-from layeropt_jax.stable_adam import stable_adamw
+from layeropt_jax._baselines import adamw, ademamix, lamb, lion, muon, sophia
+from layeropt_jax._aovs import aovs
+from layeropt_jax._ladm import ladm
+from layeropt_jax._lamo import lamo
+from layeropt_jax._lamvs import lamvs
+from layeropt_jax._layer_adam import layer_adam
+from layeropt_jax._malao import malao
+from layeropt_jax._stable_adamw import stable_adamw
 
 OPTIMIZERS: MappingProxyType[str, Callable[..., optax.GradientTransformation]]
 OPTIMIZERS = MappingProxyType({
@@ -27,12 +27,12 @@ OPTIMIZERS = MappingProxyType({
     "malao": malao,
     "layer_adam": layer_adam,
     "stable_adamw": stable_adamw,
-    "adamw": baselines.adamw,
-    "lion": baselines.lion,
-    "lamb": baselines.lamb,
-    "muon": baselines.muon,
-    "sophia": baselines.sophia,
-    "ademamix": baselines.ademamix,
+    "adamw": adamw,
+    "lion": lion,
+    "lamb": lamb,
+    "muon": muon,
+    "sophia": sophia,
+    "ademamix": ademamix,
 })
 
 
@@ -79,7 +79,7 @@ def get_optimizer(
 
   Returns:
     An `optax.GradientTransformationExtraArgs`. `sophia` needs `obj_fn` at
-    every update (see :func:`layeropt_jax.baselines.sophia`).
+    every update (see :func:`layeropt_jax.sophia`).
 
   Raises:
     ValueError: for an unknown name or argument (listing the valid ones), or

@@ -43,7 +43,7 @@ def _orthogonalize_hidden(updates: Any, mask: Any, ns_steps: int) -> Any:
   Same-shaped matrices are stacked and orthogonalised one after another in
   place, so the Newton-Schulz intermediates of one matrix at a time are
   alive: orthogonalising every leaf independently keeps all of them (three
-  parameter-sized buffers on qwen3-134m, `python -m train.bench_optim`).
+  parameter-sized buffers on qwen3-134m, `python -m train.perf.optimizer_step`).
   """
   leaves, treedef = jax.tree.flatten(updates)
   groups: dict[tuple[Any, ...], list[int]] = {}
