@@ -187,6 +187,13 @@ def test_inside_nnx_optimizer(name):
     grads = jax.grad(loss_of)(params)
     updates, state = tx.update(grads, state, params, obj_fn=loss_of)
     params = optax.apply_updates(params, updates)
+  # The two paths are different XLA programs (one jitted whole, one op by
+  # op), so they agree to float32 rounding. Sophia divides by a Hutchinson
+  # estimate of the Hessian diagonal: where that estimate is small, rounding
+  # is amplified by m / h^2 with no bound short of the clip at one step (lr)
+  # per element, so it gets 1% of a step; a wrong label (multipliers 0.8 to
+  # 2) or a wrong obj_fn moves parameters by a sizeable part of a step.
+  atol = 1e-2 * 3e-2 if name == "sophia" else 1e-5
   chex.assert_trees_all_close(
       nnx.to_pure_dict(nnx.state(model, nnx.Param)), params,
-      rtol=1e-4, atol=1e-5)
+      rtol=1e-4, atol=atol)
