@@ -1,4 +1,4 @@
-"""The benchmark scripts run and report what they measure (no timing asserts)."""
+"""The performance benchmarks run and report what they measure (no timing asserts)."""
 
 import json
 
@@ -6,13 +6,14 @@ import jax
 import pytest
 
 import layeropt_jax
-from train import bench_optim, model
+from train import model
+from train.perf import optimizer_step
 
 
-def test_bench_optim_reports_ratios_roofline_and_memory(tmp_path):
+def test_optimizer_step_reports_ratios_roofline_and_memory(tmp_path):
   out = tmp_path / "optim.json"
-  bench_optim.main(["--trees", "nano", "--names", "adamw,ladm,lamo", "--reps", "1",
-                    "--iters", "1", "--out", str(out)])
+  optimizer_step.main(["--trees", "nano", "--names", "adamw,ladm,lamo", "--reps", "1",
+                       "--iters", "1", "--out", str(out)])
   tree = json.loads(out.read_text())["trees"]["nano"]
   assert tree["params"] == 1_049_984 and tree["stream_bytes_per_s"] > 0  # nano
   results = tree["optimizers"]
@@ -27,14 +28,14 @@ def test_bench_optim_reports_ratios_roofline_and_memory(tmp_path):
     assert r["temp_bytes_over_param_buffer"] <= 1.0
 
 
-def test_bench_train_compares_with_pytorch_and_the_matmul_peak(tmp_path):
-  from train import bench_train
+def test_trainer_step_compares_with_pytorch_and_the_matmul_peak(tmp_path):
+  from train.perf import trainer_step
 
   out = tmp_path / "train.json"
-  bench_train.main(["--configs", "nano", "--reps", "1", "--iters", "1",
-                    "--sweep-runs", "0", "--out", str(out)])
+  trainer_step.main(["--configs", "nano", "--reps", "1", "--iters", "1",
+                     "--sweep-runs", "0", "--out", str(out)])
   report = json.loads(out.read_text())
-  assert report["command"].startswith("python -m train.bench_train --configs nano")
+  assert report["command"].startswith("python -m train.perf.trainer_step --configs nano")
   nano = report["trainer"]["nano"]
   assert nano["tokens_per_s"] > 0 and nano["torch_tokens_per_s"] > 0
   assert nano["speedup_vs_torch"] == pytest.approx(
@@ -49,4 +50,4 @@ def test_aovs_step_temporaries_fit_one_parameter_buffer_at_134m():
   params = model.param_shapes("qwen3-134m")
   n_params = sum(x.size for x in jax.tree.leaves(params))
   tx = layeropt_jax.aovs(1e-3)
-  assert bench_optim.temp_bytes(tx, params) <= 4 * n_params
+  assert optimizer_step.temp_bytes(tx, params) <= 4 * n_params

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import layeropt_jax
-from train.benchmark_report import VERDICT_HEADER
+from train.benchmark.report import VERDICT_HEADER
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -83,3 +83,30 @@ def _table(text: str, header: str) -> list[str]:
 def test_benchmark_headline_is_the_reports():
   report = (REPO / "results" / "nano.md").read_text()
   assert _table(README.read_text(), VERDICT_HEADER) == _table(report, VERDICT_HEADER)
+
+
+def readme_layout() -> set[str]:
+  """The paths the README's "Layout" block lists, by their indentation."""
+  block = re.search(r"## Layout\n.*?```text\n(.*?)```", README.read_text(), re.S).group(1)
+  listed, parents = set(), []
+  for line in block.splitlines():
+    depth = (len(line) - len(line.lstrip())) // 2
+    names = re.split(r"\s{2,}", line.strip())[0].split()
+    parents = parents[:depth]
+    for name in names:
+      listed.add("".join(parents) + name)
+    if names[-1].endswith("/"):
+      parents.append(names[-1])
+  return listed
+
+
+def test_readme_layout_is_the_tree():
+  listed = readme_layout()
+  sources = {str(p.relative_to(REPO)) for package in ("layeropt_jax", "train")
+             for p in (REPO / package).rglob("*.py")}
+  # Every module of the library and the trainer, and nothing else, is listed
+  # (a package's __init__ may go unsaid).
+  listed_sources = {p for p in listed if p.endswith(".py")}
+  assert not {p for p in sources - listed_sources if not p.endswith("/__init__.py")}
+  assert listed_sources <= sources
+  assert all((REPO / p).exists() for p in listed)

@@ -1,6 +1,7 @@
 """Text generation: the key/value cache against recomputation, and the CLI."""
 
 import dataclasses
+import shutil
 import subprocess
 import sys
 
@@ -8,10 +9,13 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from train import model, sample
-from tests.test_train import REPO, SHORT, command, environment, run
+
+from tests.helpers import REPO, SHORT, command, environment, run
 
 CONFIG = model.Qwen3Config(vocab_size=256, hidden_size=32, intermediate_size=64,
                            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -87,3 +91,22 @@ def test_sample_cli_from_a_trained_workdir(tmp_path):
                           env=environment(cache), capture_output=True, text=True)
   assert result.returncode == 2
   assert result.stderr.strip() == f"error: --workdir {tmp_path / 'none'} holds no run (run.json is missing)"
+
+  # A workdir moved elsewhere, whose recorded data and tokenizer paths are
+  # gone, still samples: sampling needs the workdir alone.
+  fineweb, tokenizer = tmp_path / "fineweb", tmp_path / "tokenizer.json"
+  fineweb.mkdir()
+  pq.write_table(pa.table({"text": [f"document {i}: the quick brown fox " * 20
+                                    for i in range(300)],
+                           "id": [f"<urn:uuid:{i}>" for i in range(300)]}),
+                 fineweb / "shard-0.parquet")
+  shutil.copy(workdir / "tokenizer.json", tokenizer)
+  other = tmp_path / "other"
+  run(command(other, *SHORT, "--steps", "20", "--data", "fineweb", "--data-dir", str(fineweb),
+              "--tokenizer", str(tokenizer)), cache)
+  shutil.rmtree(fineweb)
+  tokenizer.unlink()
+  moved = tmp_path / "moved"
+  other.rename(moved)
+  text = run([*args[:4], str(moved), *args[5:]], cache).stdout
+  assert text.startswith("def ") and len(text) > len("def \n")

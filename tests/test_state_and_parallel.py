@@ -72,7 +72,7 @@ def test_shard_map_with_pmean_equals_single_device(name):
 
 
 def test_stable_adamw_on_fsdp_sharded_tensors_needs_no_gather():
-  # Its per-tensor statistic is reduced in blocks (layeropt_jax.stable_adam);
+  # Its per-tensor statistic is reduced in blocks (layeropt_jax._stable_adamw);
   # each block must hold rows of every shard, whichever axis is sharded.
   mesh = jax.make_mesh((8,), ("data",))
   specs = {"embedding": P("data", None), "w": P(None, "data")}

@@ -1,15 +1,12 @@
 """The trainer end to end: the CLI, exact resume, parallelism, multi-host, errors."""
 
 import dataclasses
-import json
-import os
 import pathlib
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import jax
@@ -20,14 +17,11 @@ import pytest
 
 from layeropt_jax import OPTIMIZERS
 from train import checkpoint, model, optim, step
-from train.config import TrainConfig, from_args
-from train.train import train, train_sweep
+from train.config import TrainConfig, flag, from_args, parser
+from train.train import preflight, train, train_sweep
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-# A short run: 60 steps of 8 x 32 tokens, logging every 2 steps.
-SHORT = ["--steps", "60", "--warmup", "5", "--batch-size", "8", "--seq-len", "32",
-         "--log-every", "2", "--eval-every", "10", "--eval-batches", "2",
-         "--checkpoint-every", "10", "--no-progress"]
+from tests.helpers import REPO, SHORT, command, environment, records, run
+
 TINY = model.Qwen3Config(vocab_size=256, hidden_size=32, intermediate_size=64,
                          num_hidden_layers=1, num_attention_heads=2,
                          num_key_value_heads=1, head_dim=16, max_position_embeddings=64)
@@ -39,24 +33,12 @@ def cache(tmp_path_factory):
   return tmp_path_factory.mktemp("tfds")
 
 
-def command(workdir, *args):
-  return [sys.executable, "-m", "train.train", "--workdir", str(workdir), *args]
 
 
-def environment(cache, devices=1):
-  return {**os.environ, "TFDS_DATA_DIR": str(cache),
-          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
 
 
-def run(args, cache, devices=1):
-  result = subprocess.run(args, cwd=REPO, env=environment(cache, devices),
-                          capture_output=True, text=True, timeout=900)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result
 
 
-def records(workdir):
-  return [json.loads(line) for line in (pathlib.Path(workdir) / "metrics.jsonl").open()]
 
 
 def without_timing(rows):
@@ -76,9 +58,12 @@ def test_default_command_trains_nano(tmp_path, cache):
   steps = [r for r in rows if "event" not in r]
   assert [r["step"] for r in steps] == list(range(10, 201, 10))
   assert steps[0]["train_loss"] - steps[-1]["train_loss"] > 1.0
+  # The learning rate logged is the one the step used: 3e-3 on the schedule.
+  schedule = optim.unit_schedule(from_args(["--steps", "200"]))
   for r in steps:
     assert {"step", "train_loss", "lr", "tokens", "step_time_s"} <= set(r)
     assert r["tokens"] == r["step"] * 16 * 128
+    assert r["lr"] == pytest.approx(3e-3 * float(schedule(r["step"] - 1)), rel=1e-6)
   assert [r["step"] for r in steps if "val_loss" in r] == [50, 100, 150, 200]
   assert rows[-1] == {"event": "done", "step": 200, "val_loss": steps[-1]["val_loss"],
                       "tokens": 200 * 16 * 128}
@@ -155,7 +140,7 @@ def test_bad_input_is_refused_naming_it(tmp_path):
   }
   for args, message in cases.items():
     with pytest.raises(ValueError, match=re.escape(message)):
-      from_args(base + list(args))
+      preflight([from_args(base + list(args))])
   assert not (tmp_path / "w").exists()
 
 
@@ -172,6 +157,19 @@ def test_errors_found_at_run_time_touch_nothing(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
+def test_help_describes_every_flag_and_negative_numbers_parse(tmp_path):
+  text = " ".join(parser().format_help().split())
+  for field in dataclasses.fields(TrainConfig):
+    assert f"--{flag(field.name)} " in text and field.metadata["doc"] in text
+  assert "--lr X peak learning rate; default: 0.001" in text
+  assert "--config NAME model size; one of: nano, small, qwen3-134m, qwen3-0.6b" in text
+  # A negative value is a value, and gets the range error, not argparse's usage.
+  with pytest.raises(ValueError, match=re.escape("--lr must be >= 0, got -0.003")):
+    from_args(["--workdir", str(tmp_path), "--lr", "-3e-3"])
+  with pytest.raises(ValueError, match=re.escape("--warmup must be >= 0, got -5")):
+    from_args(["--workdir", str(tmp_path), "--warmup", "-5"])
+
+
 def test_cli_errors_are_one_line(tmp_path):
   result = subprocess.run(command(tmp_path / "w", "--optimizer", "sgd"), cwd=REPO,
                           capture_output=True, text=True, timeout=300)
@@ -181,9 +179,11 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def tiny_trainer(mesh, fsdp=False, optimizer="ladm", steps=4, seeds=(0,), lrs=(1e-3,),
-                 vmap_runs=None):
-  config = TrainConfig(workdir="unused", optimizer=optimizer, steps=steps, warmup=1)
-  return step.Trainer(TINY, optim.make_optimizer(config), mesh, fsdp, seeds, lrs, vmap_runs)
+                 vmap_runs=None, model_config=TINY):
+  config = TrainConfig(optimizer=optimizer, steps=steps, warmup=1, fsdp=fsdp,
+                       vmap_runs=vmap_runs)
+  return step.Trainer([dataclasses.replace(config, seed=seed, lr=lr)
+                       for seed, lr in zip(seeds, lrs)], mesh, model_config)
 
 
 def train_losses(trainer, steps=4, batch=8, data_seeds=(0,)):
@@ -271,8 +271,7 @@ def test_two_processes_match_one_and_share_a_checkpoint(tmp_path, cache):
 
   # The checkpoint written by both processes restores here, in one process.
   config = from_args(["--workdir", str(pair), *args])
-  trainer = step.Trainer(config.model_config, optim.make_optimizer(config),
-                         step.make_mesh(), config.fsdp, [config.seed], [config.lr])
+  trainer = step.Trainer([config])
   restored = [checkpoint.Checkpoints(w / "checkpoints", 3).restore(6, trainer.abstract_state)
               for w in (pair, single)]
   assert restored[0][1] == restored[1][1] == {"0": {"next_index": 6}}
@@ -294,7 +293,8 @@ def test_init_from_a_hugging_face_checkpoint(tmp_path):
   assert state.opt_state.inner_state.count.tolist() == [0]
 
   with pytest.raises(ValueError, match="is not a .safetensors file"):
-    from_args(["--workdir", str(tmp_path / "w"), "--init-from", str(tmp_path / "x.bin")])
+    preflight([from_args(["--workdir", str(tmp_path / "w"), "--init-from",
+                          str(tmp_path / "x.bin")])])
 
 
 def test_presets_set_the_reports_setup(tmp_path):
@@ -349,9 +349,7 @@ def test_train_sweep_writes_each_runs_metrics(tmp_path, cache):
 
 
 def test_bfloat16_compute_keeps_float32_parameters():
-  config = TrainConfig(workdir="unused", optimizer="ladm", steps=4, warmup=1, dtype="bfloat16")
-  trainer = step.Trainer(dataclasses.replace(TINY, dtype="bfloat16"),
-                         optim.make_optimizer(config), one_device_mesh(), False, [0], [1e-3])
+  trainer = tiny_trainer(one_device_mesh(), model_config=dataclasses.replace(TINY, dtype="bfloat16"))
   losses, state = train_losses(trainer)
   assert np.all(np.isfinite(losses)) and losses[-1, 0] < losses[0, 0]
   assert {x.dtype for x in jax.tree.leaves(state.params)} == {np.dtype(np.float32)}

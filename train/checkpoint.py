@@ -8,7 +8,6 @@ taken for a checkpoint, and the previous one stays the latest.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -18,6 +17,7 @@ import jax
 import orbax.checkpoint as ocp
 from tokenizers import Tokenizer
 
+from train import files
 from train.config import TrainConfig
 
 RUN_FILE = "run.json"
@@ -44,15 +44,12 @@ def check_workdir(config: TrainConfig) -> None:
 def _write_once(path: pathlib.Path, content: Any) -> None:
   """Writes `content` as JSON to `path` unless it exists (process 0, atomically)."""
   if jax.process_index() == 0 and not path.is_file():
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(content, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    files.write_atomically(path, json.dumps(content, indent=1, sort_keys=True))
 
 
 def record_run(config: TrainConfig) -> None:
   """Writes the run's settings to `<workdir>/run.json` (process 0, once)."""
-  _write_once(pathlib.Path(config.workdir) / RUN_FILE, dataclasses.asdict(config))
+  _write_once(pathlib.Path(config.workdir) / RUN_FILE, config.to_json())
 
 
 def record_tokenizer(config: TrainConfig, tokenizer: Tokenizer) -> None:

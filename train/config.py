@@ -1,8 +1,10 @@
-"""The trainer's configuration: one dataclass, the report presets, the CLI.
+"""The trainer's configuration as data: one dataclass, the report presets, the CLI.
 
-Every field can be set on the command line (`--batch-size 64`); a preset
-fills fields first and explicit flags override it. Validation that needs no
-device or data happens here, before anything is computed.
+Every field of `TrainConfig` is a flag (`batch_size` is `--batch-size`) with
+its doc line as help. A preset fills fields first and explicit flags override
+it. Building a `TrainConfig` checks each value on its own (a choice, a range);
+what needs the disk or an optimizer is checked by `train.train.preflight` when
+a run starts.
 """
 
 from __future__ import annotations
@@ -12,77 +14,115 @@ import ast
 import dataclasses
 import json
 import os
-import pathlib
+import re
+import sys
 from typing import Any
 
 from layeropt_jax import registry
 from train import model
 
+# What a field decides. A resumed run may change only what does not change
+# what it computes; the benchmark caches a run under a hash of everything but
+# where it was placed.
+COMPUTES = "computes"  # the run's numbers: data, model, optimizer, schedule, ...
+RECORDS = "records"  # what the run records of them (metrics.jsonl), not the math
+PLACEMENT = "placement"  # where and how it executes and checkpoints
+
 SCHEDULES = ("cosine", "constant", "linear")
 DATASETS = ("python_stdlib", "fineweb")
+DTYPES = ("float32", "bfloat16")
+
+
+def default_cache_dir() -> str:
+  """`$TFDS_DATA_DIR`, else TFDS's own default `~/tensorflow_datasets`."""
+  return os.environ.get("TFDS_DATA_DIR",
+                        os.path.join(os.path.expanduser("~"), "tensorflow_datasets"))
+
+
+def _field(default: Any, doc: str, *, kind: str = COMPUTES, choices=None,
+           bound: str | None = None) -> Any:
+  """A `TrainConfig` field: its default, doc line (the flag's help), what it
+  decides, its valid values (`choices`) or range (`bound`: "> 0" or ">= 0")."""
+  metadata = {"doc": doc, "kind": kind, "choices": choices, "bound": bound}
+  if callable(default):
+    return dataclasses.field(default_factory=default, metadata=metadata)
+  return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """One training run.
-
-  `opt` holds optimizer keyword overrides (`--opt b1=0.8`); `init_from` a
-  Hugging Face `.safetensors` checkpoint to start from (fine-tuning), whose
-  shapes must match `config`. `vmap_runs`: how many runs of a sweep are
-  vmapped together (the groups run one after another in the same program);
-  `None` for one at a time on CPU and all at once on GPU/TPU.
-  `steps_per_call`: at most this many steps run in one jitted call (a scan,
-  cut at every log, evaluation and checkpoint step).
-  """
-  workdir: str
-  config: str = "nano"
-  optimizer: str = "adamw"
-  lr: float = 1e-3
-  steps: int = 200
-  seed: int = 0
-  batch_size: int = 16
-  seq_len: int = 128
-  warmup: int = 20
-  schedule: str = "cosine"
-  final_lr_fraction: float = 0.1
-  opt: dict[str, Any] = dataclasses.field(default_factory=dict)
-  dtype: str = "float32"
-  data: str = "python_stdlib"
-  data_dir: str | None = None
-  tokenizer: str | None = None
-  init_from: str | None = None
-  cache_dir: str = os.environ.get(
-      "TFDS_DATA_DIR", os.path.join(os.path.expanduser("~"), "tensorflow_datasets"))
-  eval_every: int = 50
-  eval_batches: int = 4
-  checkpoint_every: int = 100
-  keep_checkpoints: int = 3
-  log_every: int = 10
-  max_consecutive_nonfinite: int = 20
-  fsdp: bool = False
-  vmap_runs: int | None = None
-  steps_per_call: int = 10
-  progress: bool = True
-  distributed: bool = False
-  coordinator_address: str | None = None
-  num_processes: int | None = None
-  process_id: int | None = None
+  """One training run."""
+  workdir: str | None = _field(
+      None, "directory of the run's checkpoints, metrics and settings (required)",
+      kind=PLACEMENT)
+  config: str = _field("nano", "model size", choices=tuple(model.CONFIGS))
+  optimizer: str = _field("adamw", "a name of layeropt_jax.get_optimizer",
+                          choices=tuple(registry.OPTIMIZERS))
+  lr: float = _field(1e-3, "peak learning rate", bound=">= 0")
+  steps: int = _field(200, "optimizer steps", bound="> 0")
+  seed: int = _field(0, "seed of the initialisation and the data order")
+  batch_size: int = _field(16, "sequences per step, over all devices", bound="> 0")
+  seq_len: int = _field(128, "tokens per sequence", bound="> 0")
+  warmup: int = _field(20, "steps of linear warm-up from 0 to --lr", bound=">= 0")
+  schedule: str = _field("cosine", "decay after the warm-up", choices=SCHEDULES)
+  final_lr_fraction: float = _field(
+      0.1, "the learning rate at the last step, as a fraction of --lr (in [0, 1])")
+  opt: dict[str, Any] = _field(
+      dict, "optimizer keyword arguments, KEY=VALUE, repeatable (e.g. b1=0.8)")
+  dtype: str = _field("float32", "compute dtype; parameters stay float32", choices=DTYPES)
+  data: str = _field("python_stdlib", "the dataset", choices=DATASETS)
+  data_dir: str | None = _field(
+      None, "directory of FineWeb parquet shards (for --data fineweb)", kind=PLACEMENT)
+  tokenizer: str | None = _field(
+      None, "a tokenizer.json to use instead of training a BPE on the data")
+  init_from: str | None = _field(
+      None, "a Hugging Face .safetensors checkpoint of --config's shape to start from")
+  cache_dir: str = _field(
+      default_cache_dir, "where prepared datasets, tokenizers and windows are cached",
+      kind=PLACEMENT)
+  eval_every: int = _field(50, "steps between validations (0: only at the end)",
+                           kind=RECORDS, bound=">= 0")
+  eval_batches: int = _field(4, "batches of the validation split in the validation set",
+                             bound="> 0")
+  checkpoint_every: int = _field(100, "steps between checkpoints", kind=PLACEMENT,
+                                 bound="> 0")
+  keep_checkpoints: int = _field(3, "checkpoints kept", kind=PLACEMENT, bound="> 0")
+  log_every: int = _field(10, "steps between lines of metrics.jsonl", kind=RECORDS,
+                          bound="> 0")
+  max_consecutive_nonfinite: int = _field(
+      20, "non-finite steps skipped in a row; past that, updates apply regardless",
+      bound=">= 0")
+  fsdp: bool = _field(False, "also shard parameters and optimizer state over devices",
+                      kind=PLACEMENT)
+  vmap_runs: int | None = _field(
+      None, "runs of a sweep vmapped together (default: 1 on CPU, all on GPU/TPU)",
+      kind=PLACEMENT, bound="> 0")
+  steps_per_call: int = _field(
+      10, "at most this many steps per jitted call (cut at every log, evaluation "
+      "and checkpoint step)", kind=PLACEMENT, bound="> 0")
+  progress: bool = _field(True, "show a progress bar", kind=PLACEMENT)
+  distributed: bool = _field(
+      False, "join a multi-host run (jax.distributed.initialize detects TPU pods, "
+      "SLURM, ...)", kind=PLACEMENT)
+  coordinator_address: str | None = _field(
+      None, "HOST:PORT of process 0 of a multi-process run", kind=PLACEMENT)
+  num_processes: int | None = _field(None, "processes of a multi-process run",
+                                     kind=PLACEMENT, bound="> 0")
+  process_id: int | None = _field(None, "this process's index in a multi-process run",
+                                  kind=PLACEMENT, bound=">= 0")
 
   def __post_init__(self):
-    _check_choice("config", self.config, model.CONFIGS)
-    _check_choice("optimizer", self.optimizer, registry.OPTIMIZERS)
-    _check_choice("schedule", self.schedule, SCHEDULES)
-    _check_choice("data", self.data, DATASETS)
-    _check_choice("dtype", self.dtype, ("float32", "bfloat16"))
-    for name in ("steps", "batch_size", "seq_len", "eval_batches",
-                 "checkpoint_every", "keep_checkpoints", "log_every", "steps_per_call"):
-      if getattr(self, name) <= 0:
-        raise ValueError(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
-    for name in ("warmup", "eval_every", "max_consecutive_nonfinite"):
-      if getattr(self, name) < 0:
-        raise ValueError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
-    if self.vmap_runs is not None and self.vmap_runs <= 0:
-      raise ValueError(f"--vmap-runs must be positive, got {self.vmap_runs}")
+    for field in dataclasses.fields(self):
+      value, meta = getattr(self, field.name), field.metadata
+      if meta["choices"] is not None and value not in meta["choices"]:
+        raise ValueError(f"unknown --{flag(field.name)} {value!r}; "
+                         f"valid: {', '.join(meta['choices'])}")
+      if value is None or meta["bound"] is None:
+        continue
+      if meta["bound"] == "> 0" and not value > 0:
+        raise ValueError(f"--{flag(field.name)} must be positive, got {value}")
+      if meta["bound"] == ">= 0" and not value >= 0:
+        raise ValueError(f"--{flag(field.name)} must be >= 0, got {value}")
     if self.warmup >= self.steps:
       raise ValueError(f"--warmup {self.warmup} must be shorter than --steps {self.steps}")
     if not 0.0 <= self.final_lr_fraction <= 1.0:
@@ -95,16 +135,6 @@ class TrainConfig:
           f"max_position_embeddings {max_len}")
     if self.data == "fineweb" and self.data_dir is None:
       raise ValueError("--data fineweb needs --data-dir (a directory of parquet shards)")
-    if self.data_dir is not None and not pathlib.Path(self.data_dir).is_dir():
-      raise ValueError(f"--data-dir {self.data_dir} does not exist")
-    if self.tokenizer is not None and not pathlib.Path(self.tokenizer).is_file():
-      raise ValueError(f"--tokenizer {self.tokenizer} does not exist")
-    if self.init_from is not None and not (
-        pathlib.Path(self.init_from).is_file() and self.init_from.endswith(".safetensors")):
-      raise ValueError(f"--init-from {self.init_from} is not a .safetensors file")
-    # Builds the optimizer once so that unknown or out-of-range --opt values
-    # fail here, naming the argument, rather than after data preparation.
-    registry.get_optimizer(self.optimizer, self.lr, **self.opt)
 
   @property
   def model_config(self) -> model.Qwen3Config:
@@ -114,50 +144,48 @@ class TrainConfig:
   def tokens_per_step(self) -> int:
     return self.batch_size * self.seq_len
 
+  def to_json(self) -> dict[str, Any]:
+    """The fields as `run.json` holds them."""
+    return json.loads(json.dumps(dataclasses.asdict(self)))
+
   def conflicts(self, saved: dict[str, Any]) -> list[str]:
-    """The fields that change the run's math and differ from `saved`."""
-    ours = json.loads(json.dumps(dataclasses.asdict(self)))  # as run.json holds it
+    """The fields that change what the run computes and differ from `saved`."""
+    ours = self.to_json()
     return [f"{k}: checkpointed {saved.get(k)!r}, now {ours[k]!r}"
-            for k in sorted(ours)
-            if k not in OPERATIONAL_FIELDS and saved.get(k) != ours[k]]
+            for k in sorted(fields_of(COMPUTES)) if saved.get(k) != ours[k]]
 
 
-# Fields a resumed run may change: they decide where and how the run executes
-# and reports, not what it computes.
-OPERATIONAL_FIELDS = frozenset({
-    "workdir", "cache_dir", "data_dir", "eval_every", "checkpoint_every",
-    "keep_checkpoints", "log_every", "fsdp", "vmap_runs", "steps_per_call", "progress",
-    "distributed", "coordinator_address", "num_processes", "process_id",
-})
+def fields_of(*kinds: str) -> frozenset[str]:
+  """The names of `TrainConfig`'s fields of the given kinds (`COMPUTES`,
+  `RECORDS`, `PLACEMENT`)."""
+  return frozenset(f.name for f in dataclasses.fields(TrainConfig)
+                   if f.metadata["kind"] in kinds)
 
-# The reports' setups on the 134M Qwen3 and FineWeb (batch 512). METHODS.md
-# gives each report's LR and warm-up where the report states one; the
-# sequence length (1024) and the step budget (10k) are not given per report
-# and are our choice.
-_PAPER = dict(config="qwen3-134m", data="fineweb", batch_size=512, seq_len=1024,
-              steps=10_000, schedule="cosine", eval_every=500,
-              checkpoint_every=500, eval_batches=8)
+
+# The reports' setup on the 134M Qwen3 and FineWeb (batch 512, warm-up 800).
+# Each report's LR (and LADM's alpha warm-up) is in its preset; the sequence
+# length (1024) and the step budget (10k) are not given per report and are
+# our choice.
+PAPER_SETUP = dict(config="qwen3-134m", data="fineweb", batch_size=512, seq_len=1024,
+                   steps=10_000, warmup=800, schedule="cosine", eval_every=500,
+                   checkpoint_every=500, eval_batches=8)
 PRESETS: dict[str, dict[str, Any]] = {
-    "lamvs-paper": dict(_PAPER, optimizer="lamvs", lr=8e-4, warmup=800,
+    "lamvs-paper": dict(PAPER_SETUP, optimizer="lamvs", lr=8e-4,
                         opt=dict(weight_decay=0.1)),
-    "ladm-paper": dict(_PAPER, optimizer="ladm", lr=8e-4, warmup=800,
+    "ladm-paper": dict(PAPER_SETUP, optimizer="ladm", lr=8e-4,
                        opt=dict(weight_decay=0.1, alpha_warmup_steps=500)),
-    "aovs-paper": dict(_PAPER, optimizer="aovs", lr=8e-4, warmup=800,
+    "aovs-paper": dict(PAPER_SETUP, optimizer="aovs", lr=8e-4,
                        opt=dict(weight_decay=0.1)),
-    "lamo-paper": dict(_PAPER, optimizer="lamo", lr=1e-4, warmup=800,
+    "lamo-paper": dict(PAPER_SETUP, optimizer="lamo", lr=1e-4,
                        opt=dict(weight_decay=0.1)),
-    "malao-paper": dict(_PAPER, optimizer="malao", lr=3e-4, warmup=800,
+    "malao-paper": dict(PAPER_SETUP, optimizer="malao", lr=3e-4,
                         opt=dict(weight_decay=0.1)),
 }
 
 
-def _flag(field: str) -> str:
+def flag(field: str) -> str:
+  """The command-line flag of a field, without its dashes."""
   return field.replace("_", "-")
-
-
-def _check_choice(field: str, value: Any, valid) -> None:
-  if value not in valid:
-    raise ValueError(f"unknown --{_flag(field)} {value!r}; valid: {', '.join(valid)}")
 
 
 def _parse_opt(item: str) -> tuple[str, Any]:
@@ -170,36 +198,65 @@ def _parse_opt(item: str) -> tuple[str, Any]:
     return key, value
 
 
+def _help(field: dataclasses.Field) -> str:
+  meta = field.metadata
+  default = field.default_factory() if callable(field.default_factory) else field.default
+  parts = [meta["doc"]]
+  if meta["choices"] is not None:
+    parts.append(f"one of: {', '.join(meta['choices'])}")
+  if default not in (None, {}):
+    parts.append(f"default: {default}")
+  return "; ".join(parts)
+
+
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog="python -m train.train",
-      description="Train a Flax NNX Qwen3 with a layeropt_jax optimizer.")
-  p.add_argument("--preset", help=f"a report's setup: {', '.join(PRESETS)}")
+      description="Train a Flax NNX Qwen3 with a layeropt_jax optimizer; rerun the "
+                  "same command to resume.")
+  p.add_argument("--preset", help=f"a report's setup, applied before the other flags; "
+                                  f"one of: {', '.join(PRESETS)}")
   for field in dataclasses.fields(TrainConfig):
-    flag = "--" + _flag(field.name)
+    name = "--" + flag(field.name)
     if field.name == "opt":
-      p.add_argument(flag, action="append", metavar="KEY=VALUE",
-                     help="an optimizer keyword argument (repeatable)")
+      p.add_argument(name, action="append", metavar="KEY=VALUE", help=_help(field))
     elif field.type == "bool":
-      p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+      p.add_argument(name, action=argparse.BooleanOptionalAction, default=None,
+                     help=_help(field))
     else:
       kind = {"int": int, "float": float}.get(field.type.split(" |")[0], str)
-      p.add_argument(flag, type=kind, default=None)
+      metavar = {int: "N", float: "X"}.get(kind, "NAME" if field.metadata["choices"] else "STR")
+      p.add_argument(name, type=kind, default=None, help=_help(field), metavar=metavar)
   return p
+
+
+_NUMBER = re.compile(r"-\d*\.?\d+(e[-+]?\d+)?", re.I)
+
+
+def _attach_negative_numbers(argv: list[str]) -> list[str]:
+  """`--lr -3e-3` as `--lr=-3e-3`: argparse takes a value that starts with
+  "-" and is not a plain decimal (an exponent) for a flag."""
+  out: list[str] = []
+  for arg in argv:
+    if out and out[-1].startswith("--") and "=" not in out[-1] and _NUMBER.fullmatch(arg):
+      out[-1] = f"{out[-1]}={arg}"
+    else:
+      out.append(arg)
+  return out
 
 
 def from_args(argv: list[str] | None = None) -> TrainConfig:
   """Parses the command line; raises `ValueError` naming a bad flag or value."""
+  argv = _attach_negative_numbers(sys.argv[1:] if argv is None else argv)
   args = vars(parser().parse_args(argv))
   preset = args.pop("preset")
   values: dict[str, Any] = {}
   if preset is not None:
-    _check_choice("preset", preset, PRESETS)
+    if preset not in PRESETS:
+      raise ValueError(f"unknown --preset {preset!r}; valid: {', '.join(PRESETS)}")
     values.update(PRESETS[preset])
   opt = args.pop("opt")
   values.update({k: v for k, v in args.items() if v is not None})
   if opt:
     values["opt"] = {**values.get("opt", {}), **dict(map(_parse_opt, opt))}
-  if "workdir" not in values:
-    raise ValueError("--workdir is required")
   return TrainConfig(**values)

@@ -19,6 +19,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from train import files
+
 EOS = "<|endoftext|>"
 VALIDATION_PERCENT = 5
 
@@ -140,7 +142,7 @@ def get_tokenizer(source, vocab_size: int, cache_path: pathlib.Path,
   if not cache_path.is_file():
     tokenizer = train_tokenizer((_text(source[i]) for i in range(len(source))),
                                 vocab_size)
-    _save_atomically(cache_path, lambda tmp: tokenizer.save(os.fspath(tmp)))
+    files.write_atomically(cache_path, lambda tmp: tokenizer.save(os.fspath(tmp)))
   return Tokenizer.from_file(os.fspath(cache_path))
 
 
@@ -158,15 +160,6 @@ def pack(source, tokenizer: Tokenizer, window: int) -> np.ndarray:
     raise ValueError(
         f"the dataset has {len(stream)} tokens, fewer than one window of {window}")
   return stream[: n * window].reshape(n, window)
-
-
-def _save_atomically(path: pathlib.Path, write) -> None:
-  """Writes through a per-process temporary file, so concurrent writers and
-  kills never leave a partial file under `path`."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-  write(tmp)
-  os.replace(tmp, path)
 
 
 def prepare(name: str, window: int, vocab_size: int,
@@ -203,7 +196,7 @@ def prepare(name: str, window: int, vocab_size: int,
         with open(tmp, "wb") as f:
           np.save(f, packed)
 
-      _save_atomically(path, write)
+      files.write_atomically(path, write)
     windows[split] = np.load(path)
   return tokenizer, windows
 

@@ -7,6 +7,8 @@ import os
 import pathlib
 from typing import Any
 
+from train import files
+
 
 class MetricsLog:
   """Appends records to a JSON-lines file, flushed line by line."""
@@ -29,9 +31,7 @@ class MetricsLog:
   def truncate(self, step: int) -> None:
     """Keeps the step records up to `step`: a resumed run logs later steps again."""
     kept = [r for r in self.records() if "event" not in r and r["step"] <= step]
-    tmp = self.path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, self.path)
+    files.write_atomically(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
   def write(self, record: dict[str, Any]) -> None:
     with self.path.open("a") as f:

@@ -3,6 +3,7 @@ whose peak learning rate lives in the optimizer state, skipping non-finite steps
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -12,6 +13,7 @@ from layeropt_jax import get_optimizer
 from train.config import TrainConfig
 
 PEAK_LR = "peak_lr"
+SCHEDULE = "schedule"
 
 
 def unit_schedule(config: TrainConfig) -> optax.Schedule:
@@ -28,24 +30,32 @@ def unit_schedule(config: TrainConfig) -> optax.Schedule:
       [optax.linear_schedule(0.0, 1.0, config.warmup), decay], [config.warmup])
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformationExtraArgs:
-  """`config.optimizer` with `config.opt` overrides on `lr * unit_schedule`.
+def make_optimizer(
+    config: TrainConfig,
+) -> Callable[[Any], optax.GradientTransformationExtraArgs]:
+  """`peak_lr -> optimizer`: `config.optimizer` with `config.opt` overrides at
+  learning rate `peak_lr * unit_schedule(count)`.
 
-  The peak LR is an `optax.inject_hyperparams` entry of the state, so that a
-  sweep holds one per run (see :func:`set_peak_lr`). A step whose gradients
-  are not finite leaves parameters and state unchanged and is counted.
+  Both factors are `optax.inject_hyperparams` entries of the state: `init`
+  stores the peak given here (a sweep, one per run), and every `update`
+  reads it back from the state, so the peak given to a transformation that
+  only updates is never used. A step whose gradients are not finite leaves
+  parameters and state unchanged and is counted.
   """
+  injected = optax.inject_hyperparams(
+      lambda peak_lr, schedule: get_optimizer(config.optimizer, peak_lr * schedule,
+                                              **config.opt))
   shape = unit_schedule(config)
-
-  def factory(peak_lr):
-    return get_optimizer(config.optimizer, lambda count: peak_lr * shape(count),
-                         **config.opt)
-
-  tx = optax.inject_hyperparams(factory)(**{PEAK_LR: config.lr})
-  return optax.apply_if_finite(tx, config.max_consecutive_nonfinite)
+  return lambda peak_lr: optax.apply_if_finite(
+      injected(**{PEAK_LR: peak_lr, SCHEDULE: shape}), config.max_consecutive_nonfinite)
 
 
-def set_peak_lr(opt_state: Any, peak_lr: jax.Array) -> Any:
-  """`opt_state` of :func:`make_optimizer` with another peak LR."""
-  opt_state.inner_state.hyperparams[PEAK_LR] = peak_lr
-  return opt_state
+def peak_lr(opt_state: Any) -> jax.Array:
+  """The peak learning rate held by a state of :func:`make_optimizer`."""
+  return opt_state.inner_state.hyperparams[PEAK_LR]
+
+
+def learning_rate(opt_state: Any) -> jax.Array:
+  """The learning rate of the update that produced `opt_state`."""
+  hyperparams = opt_state.inner_state.hyperparams
+  return hyperparams[PEAK_LR] * hyperparams[SCHEDULE]

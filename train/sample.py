@@ -11,6 +11,7 @@ when `top_k` > 0, with `jax.random` keyed by `--seed`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from tokenizers import Tokenizer
 
-from train import checkpoint, optim, step
+from train import checkpoint, step
 from train.config import TrainConfig
 from train.model import Qwen3ForCausalLM
 
@@ -82,14 +83,14 @@ def load(workdir: str | pathlib.Path) -> tuple[Qwen3ForCausalLM, Tokenizer]:
   if not (workdir / checkpoint.RUN_FILE).is_file():
     raise ValueError(f"--workdir {workdir} holds no run ({checkpoint.RUN_FILE} is missing)")
   saved = json.loads((workdir / checkpoint.RUN_FILE).read_text())
-  config = TrainConfig(**{**saved, "workdir": str(workdir)})
+  # Data paths recorded by the run need not exist where it is sampled.
+  config = dataclasses.replace(TrainConfig(**saved), workdir=str(workdir), fsdp=False)
   checkpoints = checkpoint.Checkpoints(workdir / "checkpoints", config.keep_checkpoints)
   latest = checkpoints.latest_step()
   if latest is None:
     raise ValueError(f"--workdir {workdir} has no checkpoint (a sweep keeps its runs' "
                      "checkpoints in its sweep directory)")
-  trainer = step.Trainer(config.model_config, optim.make_optimizer(config), step.make_mesh(),
-                         False, [config.seed], [config.lr])
+  trainer = step.Trainer([config])
   state, _ = checkpoints.restore(latest, trainer.abstract_state)
   checkpoints.close()
   model = nnx.merge(trainer.graphdef, jax.tree.map(lambda x: x[0], state.params))

@@ -27,6 +27,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from train import model as model_lib
 from train import optim
+from train.config import TrainConfig
 
 DATA_AXIS = "data"
 
@@ -76,35 +77,40 @@ def over_runs(fn, in_axes: tuple[int | None, ...], vmap_runs: int):
 
 
 class Trainer:
-  """The jitted init, train and eval steps of runs `(seeds[k], peak_lrs[k])`.
+  """The jitted init, train and eval steps of `configs`, one run each.
 
-  `tx` comes from :func:`train.optim.make_optimizer`: its state holds the
-  peak LR and the count of skipped non-finite steps.
+  The runs differ only in seed and peak learning rate (as a sweep's do, see
+  `train.train.check_sweep`); the rest comes from `configs[0]`. `mesh`
+  defaults to :func:`make_mesh`, `model_config` to the configs' model (a
+  test's own, smaller one, for instance).
   """
 
-  def __init__(self, config: model_lib.Qwen3Config,
-               tx: optax.GradientTransformationExtraArgs,
-               mesh: jax.sharding.Mesh, fsdp: bool,
-               seeds: Sequence[int], peak_lrs: Sequence[float],
-               vmap_runs: int | None = None):
-    if len(seeds) != len(peak_lrs):
-      raise ValueError(f"{len(seeds)} seeds for {len(peak_lrs)} learning rates")
-    self.mesh, self.tx, self.num_runs = mesh, tx, len(seeds)
+  def __init__(self, configs: Sequence[TrainConfig],
+               mesh: jax.sharding.Mesh | None = None,
+               model_config: model_lib.Qwen3Config | None = None):
+    config = configs[0]
+    self.mesh = make_mesh() if mesh is None else mesh
+    self.num_runs = len(configs)
+    self.tx = optim.make_optimizer(config)
+    model_config = config.model_config if model_config is None else model_config
+    vmap_runs = config.vmap_runs
     if vmap_runs is None:
       vmap_runs = 1 if jax.default_backend() == "cpu" else self.num_runs
-    self._run_args = (jnp.asarray(seeds, jnp.int32), jnp.asarray(peak_lrs, jnp.float32))
+    self._run_args = (jnp.asarray([c.seed for c in configs], jnp.int32),
+                      jnp.asarray([c.lr for c in configs], jnp.float32))
     new_model = lambda seed: model_lib.Qwen3ForCausalLM(
-        config, rngs=nnx.Rngs(jax.random.key(seed)))
+        model_config, rngs=nnx.Rngs(jax.random.key(seed)))
     self.graphdef = nnx.split(nnx.eval_shape(lambda: new_model(0)), nnx.Param)[0]
 
     def init_one(seed, peak_lr, params=None) -> TrainState:
       if params is None:
         params = nnx.state(new_model(seed), nnx.Param)
-      return TrainState(params, optim.set_peak_lr(tx.init(params), peak_lr))
+      return TrainState(params, self.tx(peak_lr).init(params))
 
     runs = lambda fn, in_axes=(0, 0): over_runs(fn, in_axes, vmap_runs)
     shapes = jax.eval_shape(runs(init_one), *self._run_args)
-    num_shards = mesh.shape[DATA_AXIS] if fsdp else 1
+    mesh = self.mesh
+    num_shards = mesh.shape[DATA_AXIS] if config.fsdp else 1
     self.state_sharding = jax.tree.map(
         lambda x: NamedSharding(mesh, P(None, *fsdp_spec(x.shape[1:], num_shards))),
         shapes)
@@ -139,11 +145,13 @@ class Trainer:
   def _train_step(self, state: TrainState, tokens: jax.Array):
     loss = lambda params: loss_fn(self.graphdef, params, tokens)
     value, grads = jax.value_and_grad(loss)(state.params)
+    tx = self.tx(optim.peak_lr(state.opt_state))
     # Every optimizer accepts `obj_fn`; only Sophia uses it (its Hessian estimate).
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params, obj_fn=loss)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, obj_fn=loss)
     params = optax.apply_updates(state.params, updates)
     return TrainState(params, opt_state), {
-        "loss": value, "nonfinite_steps": opt_state.total_notfinite}
+        "loss": value, "lr": optim.learning_rate(opt_state),
+        "nonfinite_steps": opt_state.total_notfinite}
 
   def global_batch(self, local_rows: np.ndarray) -> jax.Array:
     """This process's rows `[n, K, b, T + 1]` of the runs' global batches for

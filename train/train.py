@@ -20,7 +20,8 @@ import jax
 import numpy as np
 import tqdm
 
-from train import checkpoint, data, hf, metrics, optim, step
+from layeropt_jax import get_optimizer
+from train import checkpoint, data, hf, metrics, step
 from train.config import TrainConfig, from_args
 
 log = logging.getLogger("train")
@@ -50,18 +51,50 @@ def eval_batches(windows: np.ndarray, config: TrainConfig, trainer: step.Trainer
   return [trainer.global_eval_batch(b[lo:lo + rows]) for b in batches]
 
 
+# What the runs of a sweep may differ in, beside their workdirs.
+SWEEP_AXES = ("lr", "seed")
+
+
 def check_sweep(configs: Sequence[TrainConfig]) -> None:
   """A sweep's runs differ only in learning rate and seed, each in its own workdir."""
   base = dataclasses.asdict(configs[0])
   for config in configs[1:]:
     differ = [k for k, v in dataclasses.asdict(config).items()
-              if k not in ("lr", "seed", "workdir") and v != base[k]]
+              if k not in (*SWEEP_AXES, "workdir") and v != base[k]]
     if differ:
       raise ValueError(f"the runs of a sweep may differ only in lr and seed; "
                        f"{config.workdir} differs in {', '.join(differ)}")
   workdirs = [c.workdir for c in configs]
   if len(set(workdirs)) != len(workdirs):
     raise ValueError(f"the runs of a sweep need distinct workdirs, got {workdirs}")
+
+
+def preflight(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None) -> None:
+  """Checks what can fail before any data is prepared or any file written:
+  the paths the runs read, their optimizer's arguments, that their workdirs
+  hold no other run, and the device count.
+
+  Raises:
+    ValueError: in one line, naming the flag and the value.
+  """
+  for config in configs:
+    if config.workdir is None:
+      raise ValueError("--workdir is required")
+    if config.data_dir is not None and not pathlib.Path(config.data_dir).is_dir():
+      raise ValueError(f"--data-dir {config.data_dir} does not exist")
+    if config.tokenizer is not None and not pathlib.Path(config.tokenizer).is_file():
+      raise ValueError(f"--tokenizer {config.tokenizer} does not exist")
+    if config.init_from is not None and not (
+        pathlib.Path(config.init_from).is_file() and config.init_from.endswith(".safetensors")):
+      raise ValueError(f"--init-from {config.init_from} is not a .safetensors file")
+    # Unknown or out-of-range --opt values fail here, naming the argument.
+    get_optimizer(config.optimizer, config.lr, **config.opt)
+    checkpoint.check_workdir(config)
+  if sweep_dir is not None:
+    checkpoint.check_sweep_dir(sweep_dir, list(configs))
+  if configs[0].batch_size % jax.device_count():
+    raise ValueError(f"--batch-size {configs[0].batch_size} is not divisible by the "
+                     f"{jax.device_count()} devices")
 
 
 def train(config: TrainConfig) -> pathlib.Path:
@@ -95,13 +128,7 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
   checked sweep (checkpointed in `sweep_dir`)."""
   config = configs[0]
   init_distributed(config)
-  if config.batch_size % jax.device_count():
-    raise ValueError(f"--batch-size {config.batch_size} is not divisible by the "
-                     f"{jax.device_count()} devices")
-  for c in configs:
-    checkpoint.check_workdir(c)
-  if sweep_dir is not None:
-    checkpoint.check_sweep_dir(sweep_dir, list(configs))
+  preflight(configs, sweep_dir)
   is_main = jax.process_index() == 0
 
   start_time = time.perf_counter()
@@ -116,9 +143,7 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
       jax.process_count()).to_iter_dataset(
           grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)))
                for seed in sorted(set(seeds))}
-  schedule = optim.unit_schedule(config)
-  trainer = step.Trainer(model_config, optim.make_optimizer(config), step.make_mesh(),
-                         config.fsdp, seeds, [c.lr for c in configs], config.vmap_runs)
+  trainer = step.Trainer(configs)
   val_batches = eval_batches(windows["validation"], config, trainer)
   setup_time = time.perf_counter() - start_time
 
@@ -172,7 +197,7 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
         val_loss = trainer.evaluate(state.params, val_batches)
       for k, c in enumerate(configs):
         record = {"step": i, "train_loss": float(losses[k]),
-                  "lr": float(c.lr * schedule(i - 1)),
+                  "lr": float(out["lr"][-1][k]),
                   "tokens": i * c.tokens_per_step, "step_time_s": step_time,
                   "nonfinite_steps": int(out["nonfinite_steps"][-1][k])}
         if evaluate:

@@ -1,4 +1,5 @@
-"""What every benchmark records beside its numbers: the command and the machine."""
+"""What every benchmark records beside its numbers: the command, the machine
+and the revision that produced them."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import json
 import os
 import pathlib
 import platform
+import subprocess
 import sys
+from typing import Any
 
 import jax
 import optax
+
+from train import files
 
 
 def command(module: str, argv: list[str] | None) -> str:
@@ -18,6 +23,7 @@ def command(module: str, argv: list[str] | None) -> str:
 
 
 def machine() -> dict[str, str | int]:
+  """The processor, its cores, the JAX devices and the versions that matter."""
   cpuinfo = pathlib.Path("/proc/cpuinfo")
   models = [line.split(":", 1)[1].strip() for line in
             (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
@@ -28,11 +34,20 @@ def machine() -> dict[str, str | int]:
           "optax": optax.__version__}
 
 
+def git_commit() -> str:
+  """The checkout's commit, or "unknown" outside a git checkout."""
+  try:
+    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True, cwd=pathlib.Path(__file__).parent).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+
+
 def write_report(out: str | os.PathLike, module: str, argv: list[str] | None,
-                 results: dict) -> None:
-  """Writes `results` as JSON with the command and the machine that produced them."""
+                 results: dict[str, Any]) -> dict[str, Any]:
+  """Writes `results` as JSON with the command and the machine that produced
+  them; returns what it wrote."""
   report = {"command": command(module, argv), "machine": machine(), **results}
-  path = pathlib.Path(out)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(report, indent=1))
-  print(f"wrote {path}")
+  files.write_atomically(out, json.dumps(report, indent=1))
+  print(f"wrote {out}")
+  return report

@@ -3,52 +3,25 @@ verdicts on the reports' claims, ablations) with two plots."""
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import math
 import pathlib
 import statistics
-import subprocess
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import numpy as np
 
 import layeropt_jax
-from train import benchmarking, model
-
-if TYPE_CHECKING:
-  from train.benchmark import Suite
+from train import files, model
+from train.benchmark import provenance
+from train.benchmark.methods import REPORTED_ADAMW, Claim, claims
+from train.benchmark.runner import best_lr, finished, reproduce_command
+from train.benchmark.suites import Suite, run_hash
 
 # Two-sided 95% quantiles of Student's t by degrees of freedom.
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365,
         8: 2.306, 9: 2.262}
-
-
-@dataclasses.dataclass(frozen=True)
-class Claim:
-  """A report's statement about a method against AdamW.
-
-  kind: "better" or "worse" (than AdamW), "near" (within 1% of AdamW), or
-  "best" (the lowest loss of all methods). `reported` is the report's loss.
-  """
-  text: str
-  method: str
-  kind: str
-  reported: float
-
-
-REPORTED_ADAMW = 4.927
-CLAIMS = (
-    Claim("LADM beats AdamW by 11% (4.386 vs 4.927)", "ladm", "better", 4.386),
-    Claim("LAMVS beats AdamW (4.822 vs 4.927)", "lamvs", "better", 4.822),
-    Claim("StableAdamW is near AdamW (4.918)", "stable_adamw", "near", 4.918),
-    Claim("LayerAdam is near AdamW (4.945)", "layer_adam", "near", 4.945),
-    Claim("Sophia is worse than AdamW (5.091)", "sophia", "worse", 5.091),
-    Claim("AOVS is worse than AdamW (5.50)", "aovs", "worse", 5.50),
-    Claim("LAMO is worse than AdamW (5.862)", "lamo", "worse", 5.862),
-    Claim("MALAO is worse than AdamW (11.71)", "malao", "worse", 11.71),
-    Claim("Muon is the best method (3.54)", "muon", "best", 3.54),
-)
 NEAR = 0.01
 VERDICT_HEADER = ("| claim | reported ratio | measured ratio | verdict "
                   "| reported ratio inside our CI |")
@@ -70,6 +43,29 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
   }
 
 
+def collect(suite: Suite, runs_dir: pathlib.Path) -> dict[str, Any]:
+  """Every finished run of the suite found in `runs_dir`, by variant: the
+  grid (seed 0, every learning rate tried) and the seeds at the best LR."""
+  variants = {}
+  for variant in suite.methods + suite.ablations:
+    runs = []
+    root = runs_dir / suite.name
+    for run_json in sorted(root.glob("*/run.json")):
+      saved = json.loads(run_json.read_text())
+      if saved["optimizer"] != variant.optimizer or saved["opt"] != variant.opt:
+        continue
+      config = suite.config(variant, saved["lr"], saved["seed"], runs_dir)
+      records = finished(config)
+      if config.workdir != str(run_json.parent) or records is None:
+        continue
+      runs.append({"lr": config.lr, "seed": config.seed, "hash": run_hash(config),
+                   "command": reproduce_command(config), **summarize(records)})
+    variants[variant.name] = {"optimizer": variant.optimizer, "opt": variant.opt,
+                              "parent": variant.parent, "description": variant.description,
+                              "runs": sorted(runs, key=lambda r: (r["seed"], r["lr"]))}
+  return variants
+
+
 def mean_ci(values: list[float]) -> tuple[float, float]:
   """Mean and the half-width of its 95% confidence interval (Student's t)."""
   mean = statistics.fmean(values)
@@ -83,9 +79,10 @@ def _loss(run: dict[str, Any]) -> float:
   return math.inf if loss != loss else loss
 
 
-def best_lr(runs: list[dict[str, Any]]) -> float | None:
-  grid = [r for r in runs if r["seed"] == 0]
-  return min(grid, key=_loss)["lr"] if grid else None
+def grid_best_lr(runs: list[dict[str, Any]]) -> float | None:
+  """The best learning rate of the grid (seed 0) of a variant's runs."""
+  grid = {r["lr"]: r["final_val_loss"] for r in runs if r["seed"] == 0}
+  return best_lr(grid) if grid else None
 
 
 def at_lr(runs: list[dict[str, Any]], lr: float) -> dict[int, dict[str, Any]]:
@@ -118,7 +115,9 @@ def steps_to_reach(curves: list[list[list[float]]], target: float) -> float | No
   return None
 
 
-def verdict(claim: Claim, ratio: float, half: float, rows: dict[str, dict]) -> str:
+def verdict(method: str, claim: Claim, ratio: float, half: float,
+            rows: dict[str, dict]) -> str:
+  """`claim` of `method` judged on its paired ratio to AdamW (`ratio` +- `half`)."""
   lo, hi = ratio - half, ratio + half
   if not math.isfinite(half):
     return "not measured"
@@ -131,8 +130,8 @@ def verdict(claim: Claim, ratio: float, half: float, rows: dict[str, dict]) -> s
       return "confirmed"
     return "refuted" if hi < 1 - NEAR or lo > 1 + NEAR else "inconclusive"
   # "best": every other method's paired ratio to this one is above 1.
-  others = [row["ratio_to"].get(claim.method) for name, row in rows.items()
-            if name != claim.method and row.get("ratio_to")]
+  others = [row["ratio_to"].get(method) for name, row in rows.items()
+            if name != method and row.get("ratio_to")]
   others = [o for o in others if o is not None]
   if others and all(r - h > 1 for r, h in others):
     return "confirmed"
@@ -153,7 +152,7 @@ def rows_of(suite: Suite, variants: dict[str, Any]) -> dict[str, dict[str, Any]]
   """One row per method with seeds at its best LR, and per ablation."""
   methods = {m.name: m for m in suite.methods}
   rows: dict[str, dict[str, Any]] = {}
-  best = {name: best_lr(variants[name]["runs"]) for name in methods}
+  best = {name: grid_best_lr(variants[name]["runs"]) for name in methods}
   for name, v in variants.items():
     lr = best[name] if name in methods else best.get(v["parent"])
     if lr is None:
@@ -250,17 +249,17 @@ def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str
             "of a claim; the last column tests its size: whether the reported ratio "
             "lies inside our CI.", "",
             VERDICT_HEADER, "|---|---|---|---|---|"]
-  for claim in CLAIMS:
-    row = rows.get(claim.method)
+  for method, claim in claims():
+    row = rows.get(method)
     reported = claim.reported / REPORTED_ADAMW
     if row is None or adamw is None:
       lines.append(f"| {claim.text} | {reported:.3f} | - | not measured yet | - |")
       continue
-    r_mean, r_half = row["ratio_to"]["adamw"] if claim.method != "adamw" else (1, 0)
+    r_mean, r_half = row["ratio_to"]["adamw"]
     inside = "yes" if abs(reported - r_mean) <= r_half else "no"
     lines.append(f"| {claim.text} | {reported:.3f} | "
                  f"{r_mean:.4f} +- {_fmt(r_half, '.4f')} | "
-                 f"**{verdict(claim, r_mean, r_half, rows)}** | {inside} |")
+                 f"**{verdict(method, claim, r_mean, r_half, rows)}** | {inside} |")
 
   ablations = [a for a in suite.ablations if a.name in rows]
   lines += ["", "## Ablations", "",
@@ -327,14 +326,6 @@ def plots(suite: Suite, rows: dict[str, dict], out: pathlib.Path) -> None:
   save(fig, ax, 1.0, out / f"{suite.name}_lr.png")
 
 
-def git_commit() -> str:
-  try:
-    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True, cwd=pathlib.Path(__file__).parent).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return "unknown"
-
-
 def write(suite: Suite, variants: dict[str, Any], out: pathlib.Path,
           argv: list[str]) -> None:
   """Writes `<out>/<suite>.json`, `<suite>.md` and the two plots."""
@@ -343,11 +334,11 @@ def write(suite: Suite, variants: dict[str, Any], out: pathlib.Path,
   report = {"suite": suite.name, "description": suite.description,
             "train": suite.train, "grid_points": suite.grid_points,
             "grid_factor": suite.grid_factor, "seeds": suite.seeds,
-            "git_commit": git_commit(), "flax": flax.__version__, "variants": variants}
-  benchmarking.write_report(out / f"{suite.name}.json", "train.benchmark", argv, report)
-  report = {"command": benchmarking.command("train.benchmark", argv),
-            "machine": benchmarking.machine(), **report}
+            "git_commit": provenance.git_commit(), "flax": flax.__version__,
+            "variants": variants}
+  report = provenance.write_report(out / f"{suite.name}.json", "train.benchmark", argv,
+                                   report)
   rows = rows_of(suite, variants)
-  (out / f"{suite.name}.md").write_text(markdown(suite, rows, report))
+  files.write_atomically(out / f"{suite.name}.md", markdown(suite, rows, report))
   plots(suite, rows, out)
   print(f"wrote {out / (suite.name + '.md')}")

@@ -1,6 +1,7 @@
 """Optimizer-step speed and memory against optax.adamw and the bandwidth roofline.
 
-  python -m train.bench_optim [--trees nano,qwen3-134m] [--reps 7] [--out results/bench_optim.json]
+  python -m train.perf.optimizer_step [--trees nano,qwen3-134m] [--reps 7]
+      [--out results/perf_optimizer_step.json]
 
 For every name of `get_optimizer`, the jitted `update` + `apply_updates` step
 with donated parameters and state, on a parameter tree of a model config.
@@ -25,7 +26,9 @@ import jax.numpy as jnp
 import optax
 
 import layeropt_jax
-from train import benchmarking, model
+from train import model
+from train.benchmark import provenance
+from train.benchmark.methods import BY_NAME
 
 # Sophia's Hessian estimate needs a loss; a quadratic keeps its cost elementwise.
 _QUADRATIC = lambda params: sum(jnp.sum(p * p) for p in jax.tree.leaves(params))
@@ -104,18 +107,23 @@ def bench_tree(tree_name: str, names: list[str], reps: int, iters: int) -> dict[
   baseline = Runner(optax.adamw(1e-3, b1=0.9, b2=0.95, weight_decay=0.1), params, grads)
   # Each timing lasts at least ~0.2 s, so that small trees are not timing noise.
   iters = max(iters, math.ceil(0.2 / baseline.time(iters)))
-  muon = Runner(layeropt_jax.get_optimizer("muon", 1e-3), params, grads)
+  # Methods whose target is set against another optimizer than AdamW
+  # (AOVS against Muon) are also timed against it.
+  versus = {name: target[0] for name in names
+            if (target := BY_NAME[name].step_time_target) and target[0] != "adamw"}
+  others = {other: Runner(layeropt_jax.get_optimizer(other, 1e-3), params, grads)
+            for other in set(versus.values())}
   results: dict[str, Any] = {}
   for name in names:
     runner = Runner(layeropt_jax.get_optimizer(name, 1e-3), params, grads)
-    ratios, ratios_muon, times = [], [], []
+    ratios, ratios_other, times = [], [], []
     for _ in range(reps):
       base = baseline.time(iters)
       t = runner.time(iters)
       ratios.append(t / base)
       times.append(t)
-      if name == "aovs":
-        ratios_muon.append(t / muon.time(iters))
+      if name in versus:
+        ratios_other.append(t / others[versus[name]].time(iters))
     # Elementwise step traffic: read params, grads and state, write params and state.
     moved = 3 * runner.param_bytes + 2 * runner.state_bytes
     results[name] = {
@@ -128,8 +136,8 @@ def bench_tree(tree_name: str, names: list[str], reps: int, iters: int) -> dict[
         "temp_bytes_over_param_buffer": (
             None if runner.temp_bytes is None else runner.temp_bytes / (4 * n_params)),
     }
-    if ratios_muon:
-      results[name]["time_ratio_vs_muon"] = statistics.median(ratios_muon)
+    if ratios_other:
+      results[name][f"time_ratio_vs_{versus[name]}"] = statistics.median(ratios_other)
     runner.close()
     print(f"{tree_name:>11} {name:>12}: x{results[name]['time_ratio_vs_adamw']:.3f} adamw, "
           f"{results[name]['state_bytes_per_param']:.2f} B/param state, "
@@ -141,16 +149,17 @@ def bench_tree(tree_name: str, names: list[str], reps: int, iters: int) -> dict[
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(prog="python -m train.perf.optimizer_step",
+                              description=__doc__.splitlines()[0])
   p.add_argument("--trees", default="nano,qwen3-134m")
   p.add_argument("--names", default=",".join(layeropt_jax.OPTIMIZERS))
   p.add_argument("--reps", type=int, default=7)
   p.add_argument("--iters", type=int, default=3)
-  p.add_argument("--out", default="results/bench_optim.json")
+  p.add_argument("--out", default="results/perf_optimizer_step.json")
   args = p.parse_args(argv)
   names = args.names.split(",")
   trees = {t: bench_tree(t, names, args.reps, args.iters) for t in args.trees.split(",")}
-  benchmarking.write_report(args.out, "train.bench_optim", argv, {"trees": trees})
+  provenance.write_report(args.out, "train.perf.optimizer_step", argv, {"trees": trees})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Trainer throughput against PyTorch, the matmul peak, and sweeps against runs.
 
-  python -m train.bench_train [--configs nano,small] [--reps 5] [--out results/bench_train.json]
+  python -m train.perf.trainer_step [--configs nano,small] [--reps 5]
+      [--out results/perf_trainer_step.json]
 
 - The trainer's jitted step (AdamW, float32, one run) and the same model and
   optimizer in PyTorch (transformers' `Qwen3ForCausalLM`, `torch.optim.AdamW`,
@@ -26,8 +27,9 @@ import time
 import jax
 import numpy as np
 
-from train import benchmarking, model, optim, step
-from train.config import TrainConfig
+from train import model, step
+from train.benchmark import provenance
+from train.config import TrainConfig, default_cache_dir
 from train.train import train, train_sweep
 
 
@@ -51,10 +53,9 @@ class JaxStep:
   trainer runs them, on fixed batches."""
 
   def __init__(self, config_name: str, batch: int, seq: int):
-    config = TrainConfig(workdir="unused", config=config_name, optimizer="adamw",
-                         steps=1000, warmup=1, batch_size=batch, seq_len=seq)
-    self.trainer = step.Trainer(config.model_config, optim.make_optimizer(config),
-                                step.make_mesh(), False, [0], [config.lr])
+    config = TrainConfig(config=config_name, optimizer="adamw", steps=1000, warmup=1,
+                         batch_size=batch, seq_len=seq)
+    self.trainer = step.Trainer([config])
     self.steps_per_call = config.steps_per_call
     vocab = config.model_config.vocab_size
     tokens = np.random.default_rng(0).integers(
@@ -191,7 +192,8 @@ def bench_sweep(runs: int, steps: int, cache_dir: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(prog="python -m train.perf.trainer_step",
+                              description=__doc__.splitlines()[0])
   p.add_argument("--configs", default="nano,small")
   p.add_argument("--batch-size", type=int, default=16)
   p.add_argument("--seq-len", type=int, default=128)
@@ -199,8 +201,8 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--iters", type=int, default=3)
   p.add_argument("--sweep-runs", type=int, default=8)
   p.add_argument("--sweep-steps", type=int, default=50)
-  p.add_argument("--cache-dir", default=TrainConfig.cache_dir)
-  p.add_argument("--out", default="results/bench_train.json")
+  p.add_argument("--cache-dir", default=default_cache_dir())
+  p.add_argument("--out", default="results/perf_trainer_step.json")
   args = p.parse_args(argv)
   peak = matmul_flops_per_s()
   print(f"dense float32 matmul: {peak / 1e9:.0f} GFLOP/s", flush=True)
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
   }
   if args.sweep_runs:
     report["sweep"] = bench_sweep(args.sweep_runs, args.sweep_steps, args.cache_dir)
-  benchmarking.write_report(args.out, "train.bench_train", argv, report)
+  provenance.write_report(args.out, "train.perf.trainer_step", argv, report)
 
 
 if __name__ == "__main__":

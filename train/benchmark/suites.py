@@ -1,0 +1,138 @@
+"""The suites: a model, data and token budget, the methods and ablations on it.
+
+Every run of a suite is cached under `<runs-dir>/<suite>/<hash>`, the hash of
+everything in its configuration but where it was placed, so a finished run is
+never trained twice and a moved cache still finds its runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+from typing import Any
+
+from layeropt_jax import LADM_SCALES, MALAO_SCALES, UNIT_SCALES
+from train.benchmark.methods import METHODS
+from train.config import PAPER_SETUP, PLACEMENT, TrainConfig, fields_of
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """One row of the benchmark: an optimizer with keyword overrides.
+
+  A method has `center_lr`, the middle of its grid; an ablation has `parent`,
+  the method whose best learning rate it runs at.
+  """
+  name: str
+  optimizer: str
+  opt: dict[str, Any] = dataclasses.field(default_factory=dict)
+  center_lr: float | None = None
+  parent: str | None = None
+  description: str = ""
+
+
+def run_hash(config: TrainConfig) -> str:
+  """A stable hash of what the run computes and records."""
+  placement = fields_of(PLACEMENT)
+  fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in placement}
+  return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+  """A model, data and token budget, the methods and ablations to run on it."""
+  name: str
+  train: dict[str, Any]  # TrainConfig fields shared by every run
+  methods: tuple[Variant, ...]
+  ablations: tuple[Variant, ...] = ()
+  grid_points: int = 5
+  grid_factor: float = 2.0
+  seeds: int = 3
+  max_extensions: int = 4
+  description: str = ""
+  scale_note: str = ""  # how the scale differs from the reports', what that allows
+
+  @property
+  def planned_runs(self) -> int:
+    """Runs without grid extensions."""
+    return (len(self.methods) * (self.grid_points + self.seeds - 1)
+            + len(self.ablations) * self.seeds)
+
+  def grid(self, center: float) -> list[float]:
+    half = (self.grid_points - 1) / 2
+    return [center * self.grid_factor ** (i - half) for i in range(self.grid_points)]
+
+  def config(self, variant: Variant, lr: float, seed: int, runs_dir: pathlib.Path,
+             **placement: Any) -> TrainConfig:
+    """The run of `variant` at `lr` and `seed`, in its cache directory."""
+    config = TrainConfig(optimizer=variant.optimizer, opt=dict(variant.opt), lr=lr,
+                         seed=seed, progress=False, **self.train, **placement)
+    return dataclasses.replace(config, workdir=str(runs_dir / self.name / run_hash(config)))
+
+
+def _methods(paper: bool = False) -> tuple[Variant, ...]:
+  return tuple(Variant(m.name, m.name, center_lr=m.paper_lr if paper else m.center_lr)
+               for m in METHODS)
+
+
+ABLATIONS = (
+    Variant("ladm without the slow buffer", "layer_adam",
+            opt={"b1": 0.95, "scales": dict(LADM_SCALES)}, parent="ladm",
+            description="alpha = 1: the fast moment alone, i.e. Adam with b1 0.95 "
+                        "and LADM's multipliers"),
+    Variant("ladm without the multipliers", "ladm", opt={"scales": dict(UNIT_SCALES)},
+            parent="ladm", description="every LR multiplier 1.0"),
+    Variant("lamvs without the decaying epsilon", "layer_adam", parent="lamvs",
+            description="Adam's fixed epsilon outside the square root, LAMVS's "
+                        "multipliers (METHODS.md's layer_adam)"),
+    Variant("aovs without orthogonalisation", "aovs", opt={"orthogonalize": False},
+            parent="aovs", description="the variance-stabilised Adam direction alone"),
+    Variant("malao without clipping", "layer_adam", opt={"scales": dict(MALAO_SCALES)},
+            parent="malao", description="Adam with MALAO's multipliers, no per-tensor clip"),
+)
+
+SUITES = {
+    "nano": Suite(
+        "nano",
+        train=dict(config="nano", data="python_stdlib", batch_size=16, seq_len=128,
+                   steps=2000, warmup=200, schedule="cosine", final_lr_fraction=0.1,
+                   eval_every=200, eval_batches=32, log_every=50, checkpoint_every=500),
+        methods=_methods(), ablations=ABLATIONS,
+        description="nano Qwen3 (1.05M parameters, vocabulary 2048) on the Python "
+                    "standard library corpus, 2000 steps of 16 x 128 tokens (4.1M "
+                    "tokens, 1.09 passes over the 3.77M-token train split), cosine "
+                    "schedule with 200 warm-up steps to 10% of the peak, validation on "
+                    "512 held-out windows (65k tokens) every 200 steps",
+        scale_note=(
+            "The reports trained a 134M-parameter Qwen3 on FineWeb (web text, Qwen3's "
+            "151,936-token vocabulary) for 400 to 100k steps of 512 sequences; this suite "
+            "trains a 1.05M-parameter Qwen3 on Python source with a 2,048-token BPE for "
+            "4.1M tokens, about 1/130 of the parameters and 1/50 to 1/10,000 of the "
+            "tokens. It can show whether a method's advantage or failure is a property "
+            "of its update rule when every method is tuned and seeds are controlled: a "
+            "claimed large effect (LADM's 11%, MALAO's loss of 11.7, LAMO's 5.86) that is "
+            "absent here is not explained by the rule alone. It cannot show the ranking "
+            "at 134M parameters and billions of tokens, where optimizer differences are "
+            "known to shrink or reorder with scale and budget (Wen et al., 2025, "
+            "\"Fantastic Pretraining Optimizers\"); absolute losses are not comparable "
+            "with the reports' (other data, tokenizer and model); and step-count "
+            "hyperparameters (LADM's 500-step alpha warm-up, LAMVS's decaying epsilon) "
+            "act over a 2000-step run, not a 10k-step one.")),
+    "small": Suite(
+        "small",
+        train=dict(config="small", data="python_stdlib", batch_size=32, seq_len=256,
+                   steps=4000, warmup=400, schedule="cosine", final_lr_fraction=0.1,
+                   eval_every=500, eval_batches=16, log_every=50, checkpoint_every=500),
+        methods=_methods(), ablations=ABLATIONS,
+        description="small Qwen3 (about 19M parameters) on the Python standard library, "
+                    "4000 steps of 32 x 256 tokens (33M tokens)"),
+    "paper": Suite(
+        "paper",
+        train=dict(PAPER_SETUP, final_lr_fraction=0.1, log_every=50),
+        methods=_methods(paper=True), ablations=ABLATIONS,
+        description="the reports' setup: Qwen3 134M on FineWeb, batch 512 x 1024 "
+                    "tokens, 10k steps (5.2B tokens), warm-up 800, grids centred on "
+                    "the reports' learning rates"),
+}
