@@ -1,8 +1,13 @@
 """TFDS builders on real files, tokenizer, packing and deterministic batches."""
 
+import os
 import pathlib
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -67,18 +72,89 @@ def test_tokenizer_is_trained_once_and_cached(stdlib, tmp_path):
     data.get_tokenizer(None, 0, cache, tokenizer_file=tmp_path / "missing.json")
 
 
-def test_pack_concatenates_documents_with_eos(stdlib, tmp_path):
-  _, splits = stdlib
-  tok = data.get_tokenizer(splits["validation"], 512, tmp_path / "tok.json")
-  windows = data.pack(splits["validation"], tok, 65)
+def test_windows_are_the_documents_stream_with_eos(stdlib, tmp_path):
+  root, splits = stdlib
+  tok, windows, prepared = data.prepare("python_stdlib", 65, 512, root, workers=1,
+                                        documents_per_shard=8)
+  source = splits["validation"]
   eos = tok.token_to_id(data.EOS)
-  first = tok.encode(splits["validation"][0]["text"].decode()).ids
-  stream = windows.reshape(-1)
-  np.testing.assert_array_equal(stream[:len(first)], first)
-  assert stream[len(first)] == eos
-  assert (stream == eos).sum() >= len(splits["validation"]) - 1
+  stream = np.concatenate([np.asarray(e.ids + [eos]) for e in
+                           tok.encode_batch([source[i]["text"].decode()
+                                             for i in range(len(source))])])
+  ours = windows["validation"]
+  assert prepared["validation"].shards == -(-len(source) // 8) > 2
+  assert len(ours) == len(stream) // 65
+  # Windows are the stream cut in 65s, across shard boundaries.
+  np.testing.assert_array_equal(ours[0:len(ours)].reshape(-1), stream[:len(ours) * 65])
+  for i in (0, len(ours) // 2, len(ours) - 1):
+    np.testing.assert_array_equal(ours[i], stream[i * 65:(i + 1) * 65])
+  assert ours[0].dtype == np.int32
+  with pytest.raises(IndexError):
+    ours[len(ours)]
   with pytest.raises(ValueError, match="fewer than one window"):
-    data.pack(splits["validation"], tok, 10**9)
+    data.prepare("python_stdlib", 10**9, 512, root, workers=1, documents_per_shard=8)
+
+
+def prepare_command(corpus, cache, *args):
+  return [sys.executable, "-m", "train.data", "--data", "fineweb", "--data-dir", str(corpus),
+          "--cache-dir", str(cache), "--seq-len", "32", "--vocab-size", "512",
+          "--documents-per-shard", "2", "--no-progress", *args]
+
+
+def shard_bytes(cache):
+  return {p.relative_to(cache): p.read_bytes()
+          for p in sorted(pathlib.Path(cache, "tokens").rglob("*.npy"))}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+  """About 700 synthetic FineWeb documents in two files of row groups of 50."""
+  from train.perf import synthetic_fineweb
+  out = tmp_path_factory.mktemp("fineweb")
+  synthetic_fineweb.write(out, 1_400_000, file_bytes=700_000, row_group_documents=50)
+  return out
+
+
+def test_preparation_is_the_same_bytes_killed_or_not_and_whatever_the_workers(corpus, tmp_path):
+  whole = tmp_path / "whole"
+  subprocess.run(prepare_command(corpus, whole, "--data-workers", "1"), check=True, cwd=REPO,
+                 capture_output=True)
+  expected = shard_bytes(whole)
+  assert len(expected) > 300
+
+  killed = tmp_path / "killed"
+  for _ in range(5):  # until a kill lands between the first shard and the manifest
+    proc = subprocess.Popen(prepare_command(corpus, killed, "--data-workers", "2"), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    while proc.poll() is None and not any(pathlib.Path(killed, "tokens").rglob("*.npy")):
+      time.sleep(0.002)
+    os.killpg(proc.pid, signal.SIGKILL)  # the workers too
+    proc.wait()
+    if not list(pathlib.Path(killed, "tokens").rglob("manifest.json")):
+      break
+    shutil.rmtree(killed)
+  partial = shard_bytes(killed)
+  assert 0 < len(partial) < len(expected)
+  result = subprocess.run(prepare_command(corpus, killed, "--data-workers", "2"), cwd=REPO,
+                          capture_output=True, text=True, check=True)
+  written = int(re.search(r"train: .*\((\d+) written now\)", result.stdout).group(1))
+  assert written < len(expected)  # it resumed: the finished shards were kept
+  assert shard_bytes(killed) == expected
+
+
+def test_processes_sharing_a_cache_prepare_it_once(corpus, tmp_path):
+  procs = [subprocess.Popen(prepare_command(corpus, tmp_path, "--data-workers", "1"), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for _ in range(2)]
+  outputs = [p.communicate(timeout=600) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outputs
+  written = sorted(int(n) for out, _ in outputs
+                   for n in re.findall(r"\((\d+) written now\)", out))
+  # One process wrote every shard of both splits; the other found them.
+  assert written[:2] == [0, 0] and min(written[2:]) > 0
+  summaries = [re.findall(r"^(?:train|validation): [^(]*", out, re.M) for out, _ in outputs]
+  assert len(summaries[0]) == 2 and summaries[0] == summaries[1]
 
 
 _BATCH_SCRIPT = """

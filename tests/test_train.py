@@ -17,7 +17,7 @@ import pytest
 
 from layeropt_jax import OPTIMIZERS
 from train import checkpoint, model, optim, step
-from train.config import TrainConfig, flag, from_args, parser
+from train.config import TrainConfig, from_args, parser
 from train.train import preflight, train, train_sweep
 
 from tests.helpers import REPO, SHORT, command, environment, records, run
@@ -160,7 +160,7 @@ def test_errors_found_at_run_time_touch_nothing(tmp_path):
 def test_help_describes_every_flag_and_negative_numbers_parse(tmp_path):
   text = " ".join(parser().format_help().split())
   for field in dataclasses.fields(TrainConfig):
-    assert f"--{flag(field.name)} " in text and field.metadata["doc"] in text
+    assert f"--{field.name.replace('_', '-')} " in text and field.metadata["doc"] in text
   assert "--lr X peak learning rate; default: 0.001" in text
   assert "--config NAME model size; one of: nano, small, qwen3-134m, qwen3-0.6b" in text
   # A negative value is a value, and gets the range error, not argparse's usage.

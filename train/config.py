@@ -13,13 +13,13 @@ import argparse
 import ast
 import dataclasses
 import json
-import os
 import re
 import sys
 from typing import Any
 
 from layeropt_jax import registry
 from train import model
+from train.data import BUILDERS, default_cache_dir
 
 # What a field decides. A resumed run may change only what does not change
 # what it computes; the benchmark caches a run under a hash of everything but
@@ -29,14 +29,8 @@ RECORDS = "records"  # what the run records of them (metrics.jsonl), not the mat
 PLACEMENT = "placement"  # where and how it executes and checkpoints
 
 SCHEDULES = ("cosine", "constant", "linear")
-DATASETS = ("python_stdlib", "fineweb")
+DATASETS = tuple(BUILDERS)
 DTYPES = ("float32", "bfloat16")
-
-
-def default_cache_dir() -> str:
-  """`$TFDS_DATA_DIR`, else TFDS's own default `~/tensorflow_datasets`."""
-  return os.environ.get("TFDS_DATA_DIR",
-                        os.path.join(os.path.expanduser("~"), "tensorflow_datasets"))
 
 
 def _field(default: Any, doc: str, *, kind: str = COMPUTES, choices=None,
@@ -78,8 +72,11 @@ class TrainConfig:
   init_from: str | None = _field(
       None, "a Hugging Face .safetensors checkpoint of --config's shape to start from")
   cache_dir: str = _field(
-      default_cache_dir, "where prepared datasets, tokenizers and windows are cached",
+      default_cache_dir, "where prepared datasets, tokenizers and token shards are cached",
       kind=PLACEMENT)
+  data_workers: int | None = _field(
+      None, "processes that tokenise a dataset being prepared (default: every core)",
+      kind=PLACEMENT, bound="> 0")
   eval_every: int = _field(50, "steps between validations (0: only at the end)",
                            kind=RECORDS, bound=">= 0")
   eval_batches: int = _field(4, "batches of the validation split in the validation set",

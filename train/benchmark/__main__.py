@@ -14,7 +14,7 @@ import sys
 
 from train.benchmark import report, runner
 from train.benchmark.suites import SUITES
-from train.config import default_cache_dir
+from train.data import default_cache_dir
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,7 +29,8 @@ import numpy as np
 
 from train import model, step
 from train.benchmark import provenance
-from train.config import TrainConfig, default_cache_dir
+from train.config import TrainConfig
+from train.data import default_cache_dir
 from train.train import train, train_sweep
 
 
