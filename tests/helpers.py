@@ -1,11 +1,20 @@
 """What the end-to-end tests share: running the CLI in a subprocess and
 reading what a run wrote."""
 
+import dataclasses
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
+
+import jax
+import numpy as np
+
+from train import model, step
+from train.config import TrainConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # A short run: 60 steps of 8 x 32 tokens, logging every 2 steps.
@@ -32,3 +41,46 @@ def run(args, cache, devices=1):
 
 def records(workdir):
   return [json.loads(line) for line in (pathlib.Path(workdir) / "metrics.jsonl").open()]
+
+TINY = model.Qwen3Config(vocab_size=256, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, head_dim=16, max_position_embeddings=64)
+
+
+def without_timing(rows):
+  """Wall-clock time is the one field two runs cannot share."""
+  return [{k: v for k, v in r.items() if k != "step_time_s"} for r in rows]
+
+
+def kill_when(args, cache, condition, timeout=300, devices=1):
+  """Starts a run, SIGKILLs it as soon as `condition()` holds."""
+  proc = subprocess.Popen(args, cwd=REPO, env=environment(cache, devices),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.monotonic() + timeout
+  while not condition() and proc.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.002)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+
+
+def tiny_trainer(mesh, optimizer="ladm", steps=4, seeds=(0,), lrs=(1e-3,),
+                 model_config=TINY, **overrides):
+  """A Trainer of runs (seeds[k], lrs[k]) on the TINY model; `overrides` are
+  TrainConfig fields."""
+  config = TrainConfig(optimizer=optimizer, steps=steps, warmup=1, **overrides)
+  return step.Trainer([dataclasses.replace(config, seed=seed, lr=lr)
+                       for seed, lr in zip(seeds, lrs)], mesh, model_config)
+
+
+def train_losses(trainer, steps=4, batch=8, data_seeds=(0,)):
+  """Losses `[steps, K]` of the trainer's K runs, run k reading stream data_seeds[k]."""
+  rngs = [np.random.default_rng(s) for s in data_seeds]
+  tokens = np.stack([r.integers(0, TINY.vocab_size, (steps, batch, 17), dtype=np.int32)
+                     for r in rngs], axis=1)
+  state, out = trainer.train_steps(trainer.init(), trainer.global_batch(tokens))
+  return np.asarray(out["loss"]), state
+
+
+def one_device_mesh():
+  return jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=jax.devices()[:1])

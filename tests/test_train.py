@@ -4,10 +4,8 @@ import dataclasses
 import pathlib
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import time
 
 import jax
 import numpy as np
@@ -20,11 +18,10 @@ from train import checkpoint, model, optim, step
 from train.config import TrainConfig, from_args, parser
 from train.train import preflight, train, train_sweep
 
-from tests.helpers import REPO, SHORT, command, environment, records, run
+from tests.helpers import (
+    REPO, SHORT, TINY, command, environment, kill_when, one_device_mesh, records, run,
+    tiny_trainer, train_losses, without_timing)
 
-TINY = model.Qwen3Config(vocab_size=256, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=1, num_attention_heads=2,
-                         num_key_value_heads=1, head_dim=16, max_position_embeddings=64)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +38,6 @@ def cache(tmp_path_factory):
 
 
 
-def without_timing(rows):
-  """Wall-clock time is the one field two runs cannot share."""
-  return [{k: v for k, v in r.items() if k != "step_time_s"} for r in rows]
 
 
 def snapshot(directory):
@@ -71,15 +65,6 @@ def test_default_command_trains_nano(tmp_path, cache):
   assert (workdir / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def kill_when(args, cache, condition, timeout=300):
-  """Starts a run, SIGKILLs it as soon as `condition()` holds."""
-  proc = subprocess.Popen(args, cwd=REPO, env=environment(cache),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.monotonic() + timeout
-  while not condition() and proc.poll() is None and time.monotonic() < deadline:
-    time.sleep(0.002)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
 
 
 def test_resume_conflicts_and_interrupted_saves(tmp_path, cache):
@@ -178,26 +163,10 @@ def test_cli_errors_are_one_line(tmp_path):
       "error: unknown --optimizer 'sgd'; valid: " + ", ".join(OPTIMIZERS)]
 
 
-def tiny_trainer(mesh, fsdp=False, optimizer="ladm", steps=4, seeds=(0,), lrs=(1e-3,),
-                 vmap_runs=None, model_config=TINY):
-  config = TrainConfig(optimizer=optimizer, steps=steps, warmup=1, fsdp=fsdp,
-                       vmap_runs=vmap_runs)
-  return step.Trainer([dataclasses.replace(config, seed=seed, lr=lr)
-                       for seed, lr in zip(seeds, lrs)], mesh, model_config)
 
 
-def train_losses(trainer, steps=4, batch=8, data_seeds=(0,)):
-  """Losses `[steps, K]` of the trainer's K runs, run k reading stream data_seeds[k]."""
-  rngs = [np.random.default_rng(s) for s in data_seeds]
-  tokens = np.stack([r.integers(0, TINY.vocab_size, (steps, batch, 17), dtype=np.int32)
-                     for r in rngs], axis=1)
-  state, out = trainer.train_steps(trainer.init(), trainer.global_batch(tokens))
-  return np.asarray(out["loss"]), state
 
 
-def one_device_mesh():
-  return jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=jax.devices()[:1])
 
 
 def test_data_parallel_and_fsdp_match_one_device():

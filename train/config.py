@@ -91,6 +91,16 @@ class TrainConfig:
       bound=">= 0")
   fsdp: bool = _field(False, "also shard parameters and optimizer state over devices",
                       kind=PLACEMENT)
+  grad_accum: int = _field(
+      1, "microbatches per step: their gradients are averaged before one optimizer "
+      "update (the batch's result with one microbatch's memory)", kind=PLACEMENT,
+      bound="> 0")
+  remat: bool = _field(
+      False, "recompute each decoder layer's activations in the backward pass (less "
+      "memory, one more forward pass)", kind=PLACEMENT)
+  loss_chunk: int = _field(
+      256, "positions of every sequence whose logits the loss computes at once, "
+      "forward and backward (0: the whole sequence)", kind=PLACEMENT, bound=">= 0")
   vmap_runs: int | None = _field(
       None, "runs of a sweep vmapped together (default: 1 on CPU, all on GPU/TPU)",
       kind=PLACEMENT, bound="> 0")
@@ -132,10 +142,18 @@ class TrainConfig:
           f"max_position_embeddings {max_len}")
     if self.data == "fineweb" and self.data_dir is None:
       raise ValueError("--data fineweb needs --data-dir (a directory of parquet shards)")
+    if self.batch_size % self.grad_accum:
+      raise ValueError(f"--batch-size {self.batch_size} is not divisible by --grad-accum "
+                       f"{self.grad_accum}")
+    if self.grad_accum > 1 and self.optimizer == "sophia":
+      raise ValueError(f"--grad-accum {self.grad_accum} cannot be used with --optimizer "
+                       "sophia: its Hessian estimate needs the loss of the whole batch at "
+                       "once (use --grad-accum 1)")
 
   @property
   def model_config(self) -> model.Qwen3Config:
-    return dataclasses.replace(model.CONFIGS[self.config], dtype=self.dtype)
+    return dataclasses.replace(model.CONFIGS[self.config], dtype=self.dtype,
+                               remat=self.remat)
 
   @property
   def tokens_per_step(self) -> int:

@@ -139,6 +139,9 @@ class Fineweb(tfds.core.ShardBasedBuilder, skip_registration=True):
     if not shards:
       raise ValueError(f"fineweb: no *.parquet files in {dl_manager.manual_dir}")
     groups = [(path, g) for path in shards for g in range(pq.ParquetFile(path).num_row_groups)]
+    if not sum(pq.ParquetFile(path).metadata.num_rows for path in shards):
+      raise ValueError(f"dataset fineweb is empty: the *.parquet files in "
+                       f"{dl_manager.manual_dir} hold no rows")
     return {split: [functools.partial(_row_group_examples, path, g, split == "validation")
                     for path, g in groups]
             for split in ("train", "validation")}

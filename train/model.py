@@ -15,11 +15,15 @@ import jax
 import jax.numpy as jnp
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Fields of Qwen3Config that are how we compute, not transformers' config.
+NOT_HF_FIELDS = ("dtype", "remat")
 
 
 @dataclasses.dataclass(frozen=True)
 class Qwen3Config:
-  """Hugging Face field names; `dtype` is the compute dtype (params stay float32)."""
+  """Hugging Face field names; `dtype` is the compute dtype (params stay
+  float32); `remat` recomputes each decoder layer's activations in the
+  backward pass instead of keeping them (less memory, one more forward)."""
   vocab_size: int
   hidden_size: int
   intermediate_size: int
@@ -32,6 +36,7 @@ class Qwen3Config:
   tie_word_embeddings: bool = True
   max_position_embeddings: int = 32768
   dtype: str = "float32"
+  remat: bool = False
 
   def __post_init__(self):
     for field in ("vocab_size", "hidden_size", "intermediate_size",
@@ -56,7 +61,7 @@ class Qwen3Config:
   @classmethod
   def from_hf(cls, config: dict[str, Any], **overrides: Any) -> "Qwen3Config":
     """From a transformers `config.json` dict (`rope_theta` or `rope_parameters`)."""
-    fields = {f.name for f in dataclasses.fields(cls)} - {"dtype", "rope_theta"}
+    fields = {f.name for f in dataclasses.fields(cls)} - {*NOT_HF_FIELDS, "rope_theta"}
     kwargs = {k: config[k] for k in fields if k in config}
     rope = config.get("rope_parameters") or {}
     theta = config.get("rope_theta", rope.get("rope_theta"))
@@ -194,6 +199,7 @@ class Qwen3DecoderLayer(nnx.Module):
 class Qwen3Model(nnx.Module):
 
   def __init__(self, cfg: Qwen3Config, rngs: nnx.Rngs):
+    self.remat = cfg.remat
     self.embed_tokens = nnx.Embed(
         cfg.vocab_size, cfg.hidden_size, dtype=cfg.compute_dtype,
         param_dtype=jnp.float32,
@@ -210,10 +216,28 @@ class Qwen3Model(nnx.Module):
     # Tokens stay flattened: XLA's CPU matmuls (and their gradients) are up to
     # twice as fast on 2-D operands as on [B, T, hidden] ones.
     x = self.embed_tokens(input_ids.reshape(-1))
-    caches = [None] * len(self.layers) if cache is None else cache
+    if cache is None and self.remat:
+      # The layers' parameters stacked and scanned, each layer recomputed in
+      # the backward pass from its input alone. XLA's CPU scheduler undoes
+      # rematerialisation in an unrolled loop of layers; in a scan it holds.
+      graphdef = nnx.graphdef(self.layers[0])
+      stacked = jax.tree.map(lambda *xs: jnp.stack(xs),
+                             *[nnx.state(layer) for layer in self.layers])
+
+      @jax.checkpoint
+      def apply(x, state):
+        return nnx.merge(graphdef, state)(x, positions)[0], None
+
+      x, _ = jax.lax.scan(apply, x, stacked)
+      return self.norm(x), None
+    if cache is None:
+      for layer in self.layers:
+        x, _ = layer(x, positions)
+      return self.norm(x), None
+    caches = list(cache)
     for k, layer in enumerate(self.layers):
       x, caches[k] = layer(x, positions, caches[k])
-    return self.norm(x), None if cache is None else caches
+    return self.norm(x), caches
 
 
 class Qwen3ForCausalLM(nnx.Module):
@@ -241,12 +265,22 @@ class Qwen3ForCausalLM(nnx.Module):
       start = 0 if cache is None else cache[0].end
       positions = jnp.broadcast_to(start + jnp.arange(input_ids.shape[1]), input_ids.shape)
     x, new_cache = self.model(input_ids, positions, cache)
+    logits = self.head(x).reshape(*input_ids.shape, -1)
+    return logits if cache is None else (logits, new_cache)
+
+  def hidden_states(self, input_ids: jax.Array) -> jax.Array:
+    """The final hidden states `[B * T, hidden]` of `input_ids [B, T]`, the
+    head's inputs (the loss applies the head a chunk at a time)."""
+    positions = jnp.broadcast_to(jnp.arange(input_ids.shape[1]), input_ids.shape)
+    return self.model(input_ids, positions)[0]
+
+  def head(self, x: jax.Array) -> jax.Array:
+    """Float32 logits `[N, V]` of hidden states `x [N, hidden]`."""
     if self.config.tie_word_embeddings:
       logits = self.model.embed_tokens.attend(x)
     else:
       logits = self.lm_head(x)
-    logits = logits.astype(jnp.float32).reshape(*input_ids.shape, -1)
-    return logits if cache is None else (logits, new_cache)
+    return logits.astype(jnp.float32)
 
 
 def param_shapes(config_name: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ shape shards both alike.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from flax import nnx
@@ -52,10 +52,61 @@ def fsdp_spec(shape: tuple[int, ...], num_shards: int) -> P:
   return P(*[DATA_AXIS if d == dim else None for d in range(len(shape))])
 
 
-def loss_fn(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array) -> jax.Array:
-  """Mean next-token cross-entropy of windows `tokens [B, T + 1]`."""
-  logits = nnx.merge(graphdef, params)(tokens[:, :-1])
-  return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
+def loss_fn(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array,
+            chunk: int = 0) -> jax.Array:
+  """Mean next-token cross-entropy of windows `tokens [B, T + 1]`.
+
+  With `0 < chunk < T`, the head and the loss see `chunk` positions of every
+  sequence at a time, in a scan whose body is rematerialised: at most
+  `[B, chunk, V]` logits exist at once, forward and backward.
+  """
+  model = nnx.merge(graphdef, params)
+  inputs, labels = tokens[:, :-1], tokens[:, 1:]
+  batch, length = inputs.shape
+  hidden = model.hidden_states(inputs)
+  if not chunk or chunk >= length:
+    logits = model.head(hidden).reshape(batch, length, -1)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  chunks = -(-length // chunk)
+  pad = chunks * chunk - length
+  hidden = jnp.pad(hidden.reshape(batch, length, -1), ((0, 0), (0, pad), (0, 0)))
+  labels = jnp.pad(labels, ((0, 0), (0, pad)))
+  real = (jnp.arange(chunks * chunk) < length).reshape(chunks, chunk)
+
+  @jax.checkpoint
+  def chunk_loss(hidden, labels, real):  # [B, chunk, H], [B, chunk], [chunk]
+    logits = model.head(hidden.reshape(batch * chunk, -1))
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels.reshape(-1))
+    return jnp.sum(losses.reshape(batch, chunk) * real)
+
+  per_chunk = (hidden.reshape(batch, chunks, chunk, -1).swapaxes(0, 1),
+               labels.reshape(batch, chunks, chunk).swapaxes(0, 1), real)
+  total, _ = jax.lax.scan(lambda total, xs: (total + chunk_loss(*xs), None),
+                          jnp.zeros((), jnp.float32), per_chunk)
+  return total / (batch * length)
+
+
+def value_and_grad(loss: Callable[[nnx.State, jax.Array], jax.Array], params: nnx.State,
+                   tokens: jax.Array, microbatches: int) -> tuple[jax.Array, nnx.State]:
+  """The loss of `tokens [B, T + 1]` and its gradient, computed over
+  `microbatches` slices of B / microbatches rows one after another and
+  averaged: the full batch's, with one microbatch's activations alive.
+
+  Microbatch j takes rows j, j + microbatches, ...: every device holds rows
+  of every microbatch, so the slices need no communication.
+  """
+  grad_fn = jax.value_and_grad(loss)
+  if microbatches == 1:
+    return grad_fn(params, tokens)
+  micro = tokens.reshape(tokens.shape[0] // microbatches, microbatches, -1).swapaxes(0, 1)
+
+  def accumulate(carry, rows):
+    value, grads = grad_fn(params, rows)
+    return jax.tree.map(jnp.add, carry, (value, grads)), None
+
+  zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+  (value, grads), _ = jax.lax.scan(accumulate, zeros, micro)
+  return jax.tree.map(lambda x: x / microbatches, (value, grads))
 
 
 def over_runs(fn, in_axes: tuple[int | None, ...], vmap_runs: int):
@@ -93,6 +144,7 @@ class Trainer:
     self.num_runs = len(configs)
     self.tx = optim.make_optimizer(config)
     model_config = config.model_config if model_config is None else model_config
+    self.grad_accum, self.loss_chunk = config.grad_accum, config.loss_chunk
     vmap_runs = config.vmap_runs
     if vmap_runs is None:
       vmap_runs = 1 if jax.default_backend() == "cpu" else self.num_runs
@@ -131,7 +183,7 @@ class Trainer:
         out_shardings=(self.state_sharding, replicated),
         donate_argnums=0)
     self._eval_loss = jax.jit(
-        runs(lambda params, tokens: loss_fn(self.graphdef, params, tokens), (0, None)),
+        runs(lambda params, tokens: self._loss(params, tokens), (0, None)),
         in_shardings=(self.state_sharding.params, NamedSharding(mesh, P(DATA_AXIS))),
         out_shardings=replicated)
 
@@ -142,12 +194,16 @@ class Trainer:
       return self._init(*self._run_args)
     return self._init_from(*self._run_args, params)
 
+  def _loss(self, params: nnx.State, tokens: jax.Array) -> jax.Array:
+    return loss_fn(self.graphdef, params, tokens, self.loss_chunk)
+
   def _train_step(self, state: TrainState, tokens: jax.Array):
-    loss = lambda params: loss_fn(self.graphdef, params, tokens)
-    value, grads = jax.value_and_grad(loss)(state.params)
+    value, grads = value_and_grad(self._loss, state.params, tokens, self.grad_accum)
     tx = self.tx(optim.peak_lr(state.opt_state))
-    # Every optimizer accepts `obj_fn`; only Sophia uses it (its Hessian estimate).
-    updates, opt_state = tx.update(grads, state.opt_state, state.params, obj_fn=loss)
+    # Every optimizer accepts `obj_fn`; only Sophia uses it (its Hessian
+    # estimate; TrainConfig refuses Sophia with microbatches).
+    updates, opt_state = tx.update(grads, state.opt_state, state.params,
+                                   obj_fn=lambda params: self._loss(params, tokens))
     params = optax.apply_updates(state.params, updates)
     return TrainState(params, opt_state), {
         "loss": value, "lr": optim.learning_rate(opt_state),

@@ -92,8 +92,14 @@ def preflight(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = N
     checkpoint.check_workdir(config)
   if sweep_dir is not None:
     checkpoint.check_sweep_dir(sweep_dir, list(configs))
-  if configs[0].batch_size % jax.device_count():
-    raise ValueError(f"--batch-size {configs[0].batch_size} is not divisible by the "
+  config = configs[0]
+  if config.batch_size % jax.device_count():
+    raise ValueError(f"--batch-size {config.batch_size} is not divisible by the "
+                     f"{jax.device_count()} devices")
+  rows = config.batch_size // config.grad_accum
+  if rows % jax.device_count():
+    raise ValueError(f"--batch-size {config.batch_size} / --grad-accum {config.grad_accum} "
+                     f"= {rows} rows per microbatch is not divisible by the "
                      f"{jax.device_count()} devices")
 
 

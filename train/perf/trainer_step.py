@@ -88,7 +88,7 @@ class TorchStep:
     cfg = model.CONFIGS[config_name]
     hf = transformers.Qwen3Config(
         **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-           if f.name not in ("dtype", "rope_theta")},
+           if f.name not in (*model.NOT_HF_FIELDS, "rope_theta")},
         rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
         attn_implementation="sdpa")
     torch.manual_seed(0)
