@@ -16,10 +16,13 @@ from train.benchmark.report import VERDICT_HEADER
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
-# What CI itself runs (.ci/run), and the hours-long suite, which
-# tests/test_benchmark.py runs on a reduced budget.
+# What CI itself runs (.ci/run); the hours-long suite, which
+# tests/test_benchmark.py runs on a reduced budget; the 134M model's memory
+# reports, which tests/test_scale.py runs on a small model.
 CI_STEPS = ("python3 -m venv", "pip install", "python -m pytest")
-LONG = {"python -m train.benchmark --suite nano"}
+LONG = {"python -m train.benchmark --suite nano",
+        "python -m train.memory --preset ladm-paper --devices 8",
+        "python -m train.memory --preset ladm-paper --devices 1 --grad-accum 8 --remat"}
 
 
 def test_python_blocks_run():
@@ -60,7 +63,8 @@ def test_shell_commands_run(tmp_path):
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"{line}\n{result.stderr[-3000:]}"
     ran.append(args[2])
-  assert ran == ["train.train", "train.sample", "train.benchmark", "train.benchmark"]
+  assert ran == ["train.train", "train.data", "train.sample", "train.benchmark",
+                 "train.benchmark"]
 
 
 def test_every_public_function_documents_its_arguments_and_result():

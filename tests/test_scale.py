@@ -3,6 +3,9 @@ rematerialisation equal the plain step and compose with sharding, sweeps and
 exact resume."""
 
 import dataclasses
+import json
+import subprocess
+import sys
 
 from flax import nnx
 import jax
@@ -14,8 +17,8 @@ from train import model, step
 from train.config import TrainConfig
 
 from tests.helpers import (
-    SHORT, TINY, command, kill_when, one_device_mesh, records, run, tiny_trainer,
-    train_losses, without_timing)
+    REPO, SHORT, TINY, command, environment, kill_when, one_device_mesh, records, run,
+    tiny_trainer, train_losses, without_timing)
 
 # Float32 sums of n terms in another order differ by at most about n
 # roundings of 2^-24 relative; these tests sum at most a few hundred terms
@@ -123,3 +126,47 @@ def test_a_killed_run_with_microbatches_resumes_exactly(tmp_path):
   assert "done" not in (killed / "metrics.jsonl").read_text()
   run(command(killed, *args), cache, devices=2)
   assert without_timing(records(killed)) == without_timing(records(uninterrupted))
+
+
+def memory(*flags):
+  result = subprocess.run([sys.executable, "-m", "train.memory", "--json", *flags], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_memory_report_reads_xlas_analysis_per_device():
+  flags = ["--config", "nano", "--batch-size", "16", "--seq-len", "128"]
+  one = memory(*flags, "--devices", "1")
+  assert one["devices"] == 1
+  assert one["total"] == one["arguments"] + one["outputs"] + one["temporaries"] - one["aliased"]
+  # Sharded parameters and state: each of 2 devices holds about half of them.
+  fsdp = memory(*flags, "--devices", "2", "--fsdp")
+  assert fsdp["devices"] == 2 and fsdp["arguments"] < 0.6 * one["arguments"]
+  # Microbatches: a quarter of the activations alive at once.
+  accumulated = memory(*flags, "--devices", "1", "--grad-accum", "4")
+  assert accumulated["temporaries"] < 0.5 * one["temporaries"]
+  result = subprocess.run([sys.executable, "-m", "train.memory", "--config", "nano",
+                           "--batch-size", "12", "--devices", "8"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 2
+  assert result.stderr.strip() == ("error: --batch-size 12 / --grad-accum 1 does not divide "
+                                   "over 8 devices")
+
+
+def test_the_device_check_runs_reduced_on_cpu(tmp_path):
+  out = tmp_path / "device.md"
+  result = subprocess.run([sys.executable, "-m", "train.device_check", "--reduced",
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=900, env=environment(tmp_path / "tfds", devices=2))
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(out.with_suffix(".json").read_text())
+  assert report["default_command"]["steps"] == 20
+  assert np.isfinite(report["default_command"]["final_val_loss"])
+  paper = report["paper_step"]
+  assert paper["devices"].startswith("2 x ") and paper["tokens_per_s"] > 0
+  assert paper["mfu"] is None  # no bf16 peak is known for a CPU
+  assert set(report["optimizer_step"]["trees"]["nano"]["optimizers"]) == {"adamw", "ladm", "lamvs"}
+  text = out.read_text()
+  for heading in ("default command in bfloat16", "The paper step", "Optimizer step"):
+    assert heading in text

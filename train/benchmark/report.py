@@ -13,8 +13,7 @@ import jax
 import numpy as np
 
 import layeropt_jax
-from train import files, model
-from train.benchmark import provenance
+from train import files, model, provenance
 from train.benchmark.methods import REPORTED_ADAMW, Claim, claims
 from train.benchmark.runner import best_lr, finished, reproduce_command
 from train.benchmark.suites import Suite, run_hash

@@ -27,7 +27,7 @@ import optax
 
 import layeropt_jax
 from train import model
-from train.benchmark import provenance
+from train import provenance
 from train.benchmark.methods import BY_NAME
 
 # Sophia's Hessian estimate needs a loss; a quadratic keeps its cost elementwise.

@@ -28,7 +28,7 @@ import jax
 import numpy as np
 
 from train import model, step
-from train.benchmark import provenance
+from train import provenance
 from train.config import TrainConfig
 from train.data import default_cache_dir
 from train.train import train, train_sweep

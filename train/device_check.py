@@ -1,0 +1,163 @@
+"""The one prepared check for a machine with GPUs or TPUs (at most 8 minutes).
+
+  python -m train.device_check [--out results/device.md]
+  python -m train.device_check --reduced --out DIR/device.md   # on CPU, minutes
+
+1. The README's default command (`nano`, LADM, 200 steps), in bfloat16.
+2. The `ladm-paper` preset's train step (qwen3-134m, batch 512 x 1024, on
+   every local device) on random tokens, timed over `--steps` steps after
+   compilation: tokens/s, model FLOP/s utilisation against the chip's bf16
+   peak (6 N + 12 L d T FLOPs per token), and the peak device memory
+   (`memory_stats()`).
+3. `python -m train.perf.optimizer_step` on the 134M parameter tree: each
+   optimizer's step time against optax.adamw's.
+
+`--reduced` runs each part small (the `nano` model, a tiny batch, one
+repetition), for CPU and the tests. Writes `--out` (Markdown) and its JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+# Dense bfloat16 peak FLOP/s by `device_kind` (vendors' datasheets).
+PEAK_BF16_FLOPS = {
+    "NVIDIA H100 80GB HBM3": 989e12, "NVIDIA H100 PCIe": 756e12, "NVIDIA H200": 989e12,
+    "NVIDIA A100-SXM4-80GB": 312e12, "NVIDIA A100-SXM4-40GB": 312e12,
+    "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5": 459e12, "TPU v6 lite": 918e12,
+}
+DEFAULT_COMMAND = ["--config", "nano", "--optimizer", "ladm", "--lr", "3e-3", "--steps", "200"]
+
+
+def _run(module_and_args: list[str]) -> None:
+  result = subprocess.run([sys.executable, "-m", *module_and_args], capture_output=True,
+                          text=True)
+  if result.returncode:
+    raise RuntimeError(f"python -m {' '.join(module_and_args)} failed:\n"
+                       f"{result.stderr[-3000:]}")
+
+
+def default_command(workdir: pathlib.Path, reduced: bool) -> dict:
+  """The README's training command in bfloat16: its wall time and result."""
+  steps = (["--steps", "20", "--warmup", "2", "--eval-every", "10",
+            "--checkpoint-every", "20"] if reduced else [])
+  start = time.perf_counter()
+  _run(["train.train", *DEFAULT_COMMAND, *steps, "--dtype", "bfloat16",
+        "--workdir", str(workdir), "--no-progress"])
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").open()]
+  steps = [r for r in records if "event" not in r]
+  return {"wall_s": time.perf_counter() - start, "final_val_loss": records[-1]["val_loss"],
+          "step_time_s": min(r["step_time_s"] for r in steps[1:] or steps),
+          "steps": records[-1]["step"]}
+
+
+def paper_step(reduced: bool, steps: int) -> dict:
+  """The ladm-paper preset's train step on random tokens: speed and memory."""
+  import jax
+  import numpy as np
+
+  from train import step
+  from train.config import from_args
+
+  flags = ["--preset", "ladm-paper", "--data", "python_stdlib", "--steps-per-call", "1"]
+  if reduced:
+    flags += ["--config", "nano", "--batch-size", str(2 * jax.device_count()),
+              "--seq-len", "64", "--grad-accum", "2"]
+  config = from_args(flags)
+  trainer = step.Trainer([config])
+  cfg = config.model_config
+  rng = np.random.default_rng(0)
+  batch = trainer.global_batch(rng.integers(
+      0, cfg.vocab_size, (1, 1, config.batch_size, config.seq_len + 1), np.int32))
+  state = trainer.init()
+  start = time.perf_counter()
+  state, out = trainer.train_steps(state, batch)
+  jax.block_until_ready(out)
+  compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, out = trainer.train_steps(state, batch)
+  jax.block_until_ready(out)
+  step_s = (time.perf_counter() - start) / steps
+  params = sum(x.size for x in jax.tree.leaves(state.params))
+  tokens = config.batch_size * config.seq_len
+  attention = 12 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * config.seq_len
+  flops = (6 * params + attention) * tokens
+  device = jax.devices()[0]
+  peak = PEAK_BF16_FLOPS.get(device.device_kind)
+  memory = device.memory_stats() or {}
+  return {"flags": flags, "devices": f"{jax.device_count()} x {device.device_kind}",
+          "parameters": params, "tokens_per_step": tokens, "compile_and_first_step_s": compile_s,
+          "step_s": step_s, "tokens_per_s": tokens / step_s,
+          "model_flops_per_s": flops / step_s,
+          "mfu": None if peak is None else flops / step_s / (peak * jax.device_count()),
+          "peak_bytes_in_use": memory.get("peak_bytes_in_use"),
+          "loss": float(np.asarray(out["loss"]).reshape(-1)[-1])}
+
+
+def optimizer_steps(out: pathlib.Path, reduced: bool) -> dict:
+  """`python -m train.perf.optimizer_step` on the 134M tree (nano, reduced)."""
+  flags = (["--trees", "nano", "--names", "adamw,ladm,lamvs", "--reps", "1", "--iters", "1"]
+           if reduced else ["--trees", "qwen3-134m", "--reps", "3"])
+  _run(["train.perf.optimizer_step", *flags, "--out", str(out)])
+  return json.loads(out.read_text())
+
+
+def markdown(report: dict) -> str:
+  d, p = report["default_command"], report["paper_step"]
+  tree_name, tree = next(iter(report["optimizer_step"]["trees"].items()))
+  fmt = lambda x, spec: "-" if x is None else format(x, spec)
+  lines = [
+      "# Device check", "",
+      f"Command: `{report['command']}`. Devices: {p['devices']}. Machine: "
+      f"{report['machine']['processor']} (jax {report['machine']['jax']}).", "",
+      "## The README's default command in bfloat16", "",
+      f"`python -m train.train {' '.join(DEFAULT_COMMAND)} --dtype bfloat16`: {d['steps']} "
+      f"steps in {d['wall_s']:.0f} s (compilation included), {d['step_time_s'] * 1e3:.1f} "
+      f"ms/step, final validation loss {d['final_val_loss']:.3f}.", "",
+      "## The paper step", "",
+      f"`{' '.join(p['flags'])}`: {p['parameters']:,} parameters, {p['tokens_per_step']:,} "
+      f"tokens per step; compilation and first step {p['compile_and_first_step_s']:.0f} s.", "",
+      "| step (s) | tokens/s | model FLOP/s | MFU (bf16 peak) | peak device memory (GiB) |",
+      "|---|---|---|---|---|",
+      f"| {p['step_s']:.3f} | {p['tokens_per_s']:,.0f} | {p['model_flops_per_s'] / 1e12:.1f} T | "
+      f"{fmt(p['mfu'], '.1%')} | "
+      f"{fmt(p['peak_bytes_in_use'] and p['peak_bytes_in_use'] / 2**30, '.1f')} |", "",
+      f"## Optimizer step on the `{tree_name}` tree ({tree['params']:,} parameters)", "",
+      "| optimizer | step time / optax.adamw | state bytes/param |", "|---|---|---|"]
+  for name, r in tree["optimizers"].items():
+    lines.append(f"| {name} | {r['time_ratio_vs_adamw']:.2f} | "
+                 f"{r['state_bytes_per_param']:.2f} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = argparse.ArgumentParser(prog="python -m train.device_check",
+                              description=__doc__.splitlines()[0])
+  p.add_argument("--out", default="results/device.md")
+  p.add_argument("--reduced", action="store_true",
+                 help="every part small: for CPU and the tests")
+  p.add_argument("--steps", type=int, default=10, help="timed steps of the paper step")
+  args = p.parse_args(argv)
+  from train import files, provenance
+
+  out = pathlib.Path(args.out)
+  with tempfile.TemporaryDirectory() as tmp:
+    tmp = pathlib.Path(tmp)
+    results = {"default_command": default_command(tmp / "default", args.reduced),
+               "paper_step": paper_step(args.reduced, 2 if args.reduced else args.steps),
+               "optimizer_step": optimizer_steps(tmp / "optimizer_step.json", args.reduced)}
+  report = provenance.write_report(out.with_suffix(".json"), "train.device_check", argv,
+                                   results)
+  files.write_atomically(out, markdown(report))
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  main()
