@@ -2,7 +2,6 @@
 
 import inspect
 import os
-import pathlib
 import re
 import shlex
 import subprocess
@@ -10,11 +9,15 @@ import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 import layeropt_jax
+from train import optim
 from train.benchmark.report import VERDICT_HEADER
+from train.config import from_args
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from tests.helpers import REPO, records
+
 README = REPO / "README.md"
 # What CI itself runs (.ci/run); the hours-long suite, which
 # tests/test_benchmark.py runs on a reduced budget; the 134M model's memory
@@ -65,6 +68,27 @@ def test_shell_commands_run(tmp_path):
     ran.append(args[2])
   assert ran == ["train.train", "train.data", "train.sample", "train.benchmark",
                  "train.benchmark"]
+  check_default_run(tmp_path / "runs" / "x")
+
+
+def check_default_run(workdir):
+  """What the README's default command writes: metrics every 10 steps with
+  the learning rate the step used, validations, checkpoints, the plot."""
+  rows = records(workdir)
+  steps = [r for r in rows if "event" not in r]
+  assert [r["step"] for r in steps] == list(range(10, 201, 10))
+  assert steps[0]["train_loss"] - steps[-1]["train_loss"] > 1.0
+  # The learning rate logged is the one the step used: 3e-3 on the schedule.
+  schedule = optim.unit_schedule(from_args(["--steps", "200"]))
+  for r in steps:
+    assert {"step", "train_loss", "lr", "tokens", "step_time_s"} <= set(r)
+    assert r["tokens"] == r["step"] * 16 * 128
+    assert r["lr"] == pytest.approx(3e-3 * float(schedule(r["step"] - 1)), rel=1e-6)
+  assert [r["step"] for r in steps if "val_loss" in r] == [50, 100, 150, 200]
+  assert rows[-1] == {"event": "done", "step": 200, "val_loss": steps[-1]["val_loss"],
+                      "tokens": 200 * 16 * 128}
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["100", "200"]
+  assert (workdir / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_every_public_function_documents_its_arguments_and_result():

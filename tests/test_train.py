@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from layeropt_jax import OPTIMIZERS
-from train import checkpoint, model, optim, step
+from train import checkpoint, model, step
 from train.config import TrainConfig, from_args, parser
 from train.train import preflight, train, train_sweep
 
@@ -42,29 +42,6 @@ def cache(tmp_path_factory):
 
 def snapshot(directory):
   return {p: p.read_bytes() for p in sorted(pathlib.Path(directory).rglob("*")) if p.is_file()}
-
-
-def test_default_command_trains_nano(tmp_path, cache):
-  workdir = tmp_path / "run"
-  run(command(workdir, "--config", "nano", "--optimizer", "ladm", "--lr", "3e-3",
-              "--steps", "200"), cache)
-  rows = records(workdir)
-  steps = [r for r in rows if "event" not in r]
-  assert [r["step"] for r in steps] == list(range(10, 201, 10))
-  assert steps[0]["train_loss"] - steps[-1]["train_loss"] > 1.0
-  # The learning rate logged is the one the step used: 3e-3 on the schedule.
-  schedule = optim.unit_schedule(from_args(["--steps", "200"]))
-  for r in steps:
-    assert {"step", "train_loss", "lr", "tokens", "step_time_s"} <= set(r)
-    assert r["tokens"] == r["step"] * 16 * 128
-    assert r["lr"] == pytest.approx(3e-3 * float(schedule(r["step"] - 1)), rel=1e-6)
-  assert [r["step"] for r in steps if "val_loss" in r] == [50, 100, 150, 200]
-  assert rows[-1] == {"event": "done", "step": 200, "val_loss": steps[-1]["val_loss"],
-                      "tokens": 200 * 16 * 128}
-  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["100", "200"]
-  assert (workdir / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 
 
 def test_resume_conflicts_and_interrupted_saves(tmp_path, cache):

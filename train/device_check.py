@@ -5,7 +5,8 @@
 
 1. The README's default command (`nano`, LADM, 200 steps), in bfloat16.
 2. The `ladm-paper` preset's train step (qwen3-134m, batch 512 x 1024, on
-   every local device) on random tokens, timed over `--steps` steps after
+   every local device, in microbatches of at most 64 sequences per device)
+   on random tokens, timed over `--steps` steps after
    compilation: tokens/s, model FLOP/s utilisation against the chip's bf16
    peak (6 N + 12 L d T FLOPs per token), and the peak device memory
    (`memory_stats()`).
@@ -65,7 +66,10 @@ def paper_step(reduced: bool, steps: int) -> dict:
   from train import step
   from train.config import from_args
 
-  flags = ["--preset", "ladm-paper", "--data", "python_stdlib", "--steps-per-call", "1"]
+  # Microbatches of at most 64 sequences per device: 24.8 GiB of the step's
+  # memory per device in results/memory.md.
+  flags = ["--preset", "ladm-paper", "--data", "python_stdlib", "--steps-per-call", "1",
+           "--grad-accum", str(max(1, 8 // jax.device_count()))]
   if reduced:
     flags += ["--config", "nano", "--batch-size", str(2 * jax.device_count()),
               "--seq-len", "64", "--grad-accum", "2"]
