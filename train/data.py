@@ -138,8 +138,9 @@ class Fineweb(tfds.core.ShardBasedBuilder, skip_registration=True):
     shards = sorted(pathlib.Path(dl_manager.manual_dir).glob("*.parquet"))
     if not shards:
       raise ValueError(f"fineweb: no *.parquet files in {dl_manager.manual_dir}")
-    groups = [(path, g) for path in shards for g in range(pq.ParquetFile(path).num_row_groups)]
-    if not sum(pq.ParquetFile(path).metadata.num_rows for path in shards):
+    metadata = {path: pq.ParquetFile(path).metadata for path in shards}
+    groups = [(path, g) for path in shards for g in range(metadata[path].num_row_groups)]
+    if not sum(m.num_rows for m in metadata.values()):
       raise ValueError(f"dataset fineweb is empty: the *.parquet files in "
                        f"{dl_manager.manual_dir} hold no rows")
     return {split: [functools.partial(_row_group_examples, path, g, split == "validation")
