@@ -3,6 +3,13 @@
 Those methods keep Adam's two moments and differ only in how the direction
 is formed from them, so one transformation updates the moments and a
 per-leaf `direction` function forms the update.
+
+The library's dtype convention, for every method and baseline: updates are
+computed in float32 (or the parameters' dtype if wider; complex stays
+complex), and moments are stored in float32 unless `mu_dtype` (first
+moments) or `nu_dtype` (second moments, where the method has one) ask for
+another dtype, such as bfloat16 to halve their memory. Second moments of
+complex parameters are real. Updates are returned in the gradients' dtype.
 """
 
 from __future__ import annotations
@@ -34,11 +41,27 @@ class Direction(Protocol):
     """
 
 
+def compute_dtype(param: Any) -> jnp.dtype:
+  """The arithmetic of every update: float32, or the parameter's if wider.
+
+  Complex parameters stay complex (complex64 or complex128).
+  """
+  return jnp.promote_types(jnp.result_type(param), jnp.float32)
+
+
 def moment_dtype(param: Any, dtype: Any = None) -> jnp.dtype:
-  """Moments are float32 unless asked otherwise (wider if params are)."""
+  """A first moment's storage: `dtype` if given, else :func:`compute_dtype`."""
   if dtype is not None:
     return jnp.dtype(dtype)
-  return jnp.promote_types(jnp.result_type(param), jnp.float32)
+  return compute_dtype(param)
+
+
+def second_moment_dtype(param: Any, dtype: Any = None) -> jnp.dtype:
+  """A second moment's storage: `dtype` if given, else the real dtype of
+  :func:`compute_dtype` (it holds :math:`|g|^2`, real for complex `g`)."""
+  if dtype is not None:
+    return jnp.dtype(dtype)
+  return jnp.finfo(compute_dtype(param)).dtype
 
 
 def zeros_like_moment(params: Any, dtype: Any = None) -> Any:
@@ -46,11 +69,26 @@ def zeros_like_moment(params: Any, dtype: Any = None) -> Any:
       lambda p: jnp.zeros(jnp.shape(p), moment_dtype(p, dtype)), params)
 
 
+def zeros_like_second_moment(params: Any, dtype: Any = None) -> Any:
+  return jax.tree.map(
+      lambda p: jnp.zeros(jnp.shape(p), second_moment_dtype(p, dtype)), params)
+
+
+def abs_sq(x: jax.Array) -> jax.Array:
+  """:math:`|x|^2`, real for complex `x` (where `x * x` would be complex)."""
+  return (x.conj() * x).real
+
+
+def in_compute_dtype(updates: Any) -> Any:
+  return jax.tree.map(lambda g: g.astype(compute_dtype(g)), updates)
+
+
 def scale_by_adaptive_moments(
     direction: Direction,
     b1: float,
     b2: float,
     mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> optax.GradientTransformation:
   r"""Adam's moments with a method-specific direction.
 
@@ -63,7 +101,8 @@ def scale_by_adaptive_moments(
     direction: the per-leaf rule forming the update from the moments.
     b1: decay of the first moment.
     b2: decay of the second moment.
-    mu_dtype: dtype of the first moment; `None` keeps it in float32.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
+    nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformation` whose state is `optax.ScaleByAdamState`.
@@ -75,13 +114,13 @@ def scale_by_adaptive_moments(
     return optax.ScaleByAdamState(
         count=jnp.zeros([], jnp.int32),
         mu=zeros_like_moment(params, mu_dtype),
-        nu=zeros_like_moment(params),
+        nu=zeros_like_second_moment(params, nu_dtype),
     )
 
   def update_fn(updates, state, params=None):
     del params
     count = optax.safe_increment(state.count)
-    grads = jax.tree.map(lambda g, v: g.astype(v.dtype), updates, state.nu)
+    grads = in_compute_dtype(updates)
     mu = optax.tree.update_moment(grads, state.mu, b1, 1)
     nu = optax.tree.update_moment_per_elem_norm(grads, state.nu, b2, 2)
     mu_hat = optax.tree.bias_correction(mu, b1, count)
@@ -94,13 +133,15 @@ def scale_by_adaptive_moments(
     # parameter-sized copy per step. (Needs b2 > 0.)
     prev_nu_hat = jax.tree.map(
         lambda g, new, new_hat: jnp.where(
-            first, new_hat, (new - (1 - b2) * g * g) / (b2 * prev_correction)),
+            first, new_hat,
+            (new - (1 - b2) * abs_sq(g)) / (b2 * prev_correction)),
         grads, nu, nu_hat)
     new_updates = jax.tree.map(
         lambda g, m, v, pv, u: direction(g, m, v, pv, count).astype(u.dtype),
         grads, mu_hat, nu_hat, prev_nu_hat, updates)
-    mu = jax.tree.map(lambda m, old: m.astype(old.dtype), mu, state.mu)
-    return new_updates, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+    return new_updates, optax.ScaleByAdamState(
+        count=count, mu=optax.tree.cast_like(mu, state.mu),
+        nu=optax.tree.cast_like(nu, state.nu))
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -121,11 +162,13 @@ def scale_by_adam(
     b2: float = 0.95,
     eps: float = 1e-8,
     mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> optax.GradientTransformation:
   r"""Adam's direction with float32 moments (the direction of LayerAdam, MALAO).
 
-  Equal to :func:`optax.scale_by_adam` except that the second moment is kept
-  in float32 for bfloat16 parameters, as every method of this library does.
+  Equal to :func:`optax.scale_by_adam` except for the library's dtype
+  convention: moments stored in float32 (not the parameters' dtype) unless
+  `mu_dtype` / `nu_dtype` say otherwise, arithmetic in float32.
 
   .. math::
     u_t = \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
@@ -134,7 +177,8 @@ def scale_by_adam(
     b1: decay of the first moment.
     b2: decay of the second moment.
     eps: added to the denominator.
-    mu_dtype: dtype of the first moment; `None` keeps it in float32.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
+    nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformation` with state `optax.ScaleByAdamState`.
@@ -143,4 +187,5 @@ def scale_by_adam(
     Kingma and Ba, `Adam: A Method for Stochastic Optimization
     <https://arxiv.org/abs/1412.6980>`_, 2014
   """
-  return scale_by_adaptive_moments(adam_direction(eps), b1, b2, mu_dtype)
+  return scale_by_adaptive_moments(adam_direction(eps), b1, b2, mu_dtype,
+                                   nu_dtype)

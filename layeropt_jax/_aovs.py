@@ -11,7 +11,7 @@ import optax
 from optax.contrib._muon import orthogonalize_via_newton_schulz
 
 from layeropt_jax import _validation
-from layeropt_jax._adaptive import scale_by_adaptive_moments
+from layeropt_jax._adaptive import compute_dtype, scale_by_adaptive_moments
 from layeropt_jax.labels import ParamLabels, hidden_matrix_mask
 from layeropt_jax.layerwise import AOVS_SCALES, layerwise_chain
 
@@ -25,7 +25,8 @@ def orthogonalize_matrix(u: jax.Array, ns_steps: int = 5) -> jax.Array:
   r"""NS5(u) scaled to AdamW's RMS: :math:`0.2 \sqrt{\max(r, c)}\,NS(u)`.
 
   Args:
-    u: a 2-D update; the iteration runs in float32.
+    u: a 2-D update, real or complex; the iteration runs in float32 (or
+      wider, or complex).
     ns_steps: Newton-Schulz iterations (default 5) with Muon's quintic
       coefficients `NS_COEFFS`.
 
@@ -33,7 +34,8 @@ def orthogonalize_matrix(u: jax.Array, ns_steps: int = 5) -> jax.Array:
     The orthogonalised update, in `u`'s dtype.
   """
   x = orthogonalize_via_newton_schulz(
-      u.astype(jnp.float32), jnp.asarray(NS_COEFFS, jnp.float32), ns_steps)
+      u.astype(compute_dtype(u)), jnp.asarray(NS_COEFFS, jnp.float32),
+      ns_steps)
   return (x * (MATCHED_RMS * max(u.shape) ** 0.5)).astype(u.dtype)
 
 
@@ -71,6 +73,7 @@ def scale_by_aovs(
     ns_steps: int = 5,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> optax.GradientTransformation:
   r"""Adam with a stabilised second moment, orthogonalised on hidden matrices.
 
@@ -100,7 +103,8 @@ def scale_by_aovs(
       `optax.inject_hyperparams`, list it in `static_args`.
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`; selects the hidden matrices.
-    mu_dtype: dtype of the first moment; `None` keeps it in float32.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
+    nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformation` with state `optax.ScaleByAdamState`.
@@ -122,7 +126,7 @@ def scale_by_aovs(
     stabilised = (1 - gamma) * nu_hat + gamma * prev_nu_hat
     return mu_hat / (jnp.sqrt(stabilised) + eps)
 
-  adaptive = scale_by_adaptive_moments(direction, b1, b2, mu_dtype)
+  adaptive = scale_by_adaptive_moments(direction, b1, b2, mu_dtype, nu_dtype)
   if not orthogonalize:
     return adaptive
 
@@ -147,6 +151,7 @@ def aovs(
     scales: Mapping[str, float] | None = None,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AOVS: variance-stabilised, orthogonalised Adam with LR multipliers.
 
@@ -171,7 +176,8 @@ def aovs(
     scales: label -> LR multiplier for all six labels; `None` for the default.
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
-    mu_dtype: dtype of the first moment; `None` keeps it in float32.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
+    nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`.
@@ -182,6 +188,7 @@ def aovs(
   return layerwise_chain(
       scale_by_aovs(b1=b1, b2=b2, gamma=gamma, eps=eps,
                     orthogonalize=orthogonalize, ns_steps=ns_steps,
-                    param_labels=param_labels, mu_dtype=mu_dtype),
+                    param_labels=param_labels, mu_dtype=mu_dtype,
+                    nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
       default_scales=AOVS_SCALES, param_labels=param_labels)

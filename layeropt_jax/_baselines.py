@@ -1,9 +1,12 @@
 """The baselines, as optax implements them, with the benchmark's settings.
 
-Each function binds METHODS.md's defaults to optax's own optimizer and
-applies decoupled weight decay to tensors with ndim >= 2 only, as every
-method of the library does. **(choice)** Weight decay is 0.1 for every
-baseline, the reports' AdamW value; optax's other defaults are kept.
+Each function binds the defaults of the methods' documentation
+(docs/methods.md) to optax's own optimizer and applies decoupled weight decay
+to tensors with ndim >= 2 only, as every method of the library does.
+**(choice)** Weight decay is 0.1 for every baseline, the reports' AdamW value;
+optax's other defaults are kept. The library's dtype convention holds here
+too: moments in float32 unless `mu_dtype` says otherwise, where optax would
+store them in the parameters' dtype.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 from optax import contrib
 
 from layeropt_jax import _validation
-from layeropt_jax.labels import ParamLabels, hidden_matrix_mask
+from layeropt_jax._adaptive import in_compute_dtype
+from layeropt_jax.labels import ParamLabels, hidden_matrix_mask, path_to_str
 from layeropt_jax.layerwise import matrices_mask
 
 
@@ -44,7 +49,7 @@ def adamw(
     b2: decay of the second moment (default 0.95).
     eps: added to the denominator (default 1e-8).
     weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
-    mu_dtype: dtype of the first moment; `None` keeps optax's default.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`.
@@ -55,9 +60,9 @@ def adamw(
   """
   _check(learning_rate, betas=dict(b1=b1, b2=b2),
          non_negative=dict(eps=eps, weight_decay=weight_decay))
-  return optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps,
-                     weight_decay=weight_decay, mask=matrices_mask,
-                     mu_dtype=mu_dtype)
+  return _in_library_dtypes(optax.adamw(
+      learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+      mask=matrices_mask, mu_dtype=mu_dtype))
 
 
 def lion(
@@ -75,7 +80,7 @@ def lion(
     b1: interpolation between momentum and gradient for the update (0.9).
     b2: decay of the momentum (default 0.99).
     weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
-    mu_dtype: dtype of the first moment; `None` keeps optax's default.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`.
@@ -86,8 +91,9 @@ def lion(
   """
   _check(learning_rate, betas=dict(b1=b1, b2=b2),
          non_negative=dict(weight_decay=weight_decay))
-  return optax.lion(learning_rate, b1=b1, b2=b2, mu_dtype=mu_dtype,
-                    weight_decay=weight_decay, mask=matrices_mask)
+  return _in_library_dtypes(optax.lion(
+      learning_rate, b1=b1, b2=b2, mu_dtype=mu_dtype,
+      weight_decay=weight_decay, mask=matrices_mask))
 
 
 def lamb(
@@ -110,7 +116,7 @@ def lamb(
     b2: decay of the second moment (default 0.999).
     eps: added to the denominator (default 1e-6).
     weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
-    mu_dtype: dtype of the first moment; `None` keeps optax's default.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`.
@@ -121,12 +127,12 @@ def lamb(
   """
   _check(learning_rate, betas=dict(b1=b1, b2=b2),
          non_negative=dict(eps=eps, weight_decay=weight_decay))
-  return optax.chain(
+  return _in_library_dtypes(optax.chain(
       optax.scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype),
       optax.add_decayed_weights(weight_decay, mask=matrices_mask),
       optax.scale_by_trust_ratio(),
       optax.scale_by_learning_rate(learning_rate),
-  )
+  ))
 
 
 def muon(
@@ -160,7 +166,7 @@ def muon(
     weight_decay: decoupled weight decay of both parts on ndim >= 2 (0.1).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`; selects the hidden matrices.
-    mu_dtype: dtype of the first moment; `None` keeps optax's default.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`.
@@ -172,7 +178,7 @@ def muon(
   _check(learning_rate, betas=dict(beta=beta, b1=b1, b2=b2),
          non_negative=dict(eps=eps, weight_decay=weight_decay))
   _validation.check_positive("ns_steps", ns_steps)
-  return optax.partition(
+  return _in_library_dtypes(optax.partition(
       {
           "muon": contrib.muon(
               learning_rate, ns_steps=ns_steps, beta=beta, eps=eps,
@@ -184,7 +190,7 @@ def muon(
       lambda params: jax.tree.map(
           lambda hidden: "muon" if hidden else "adamw",
           hidden_matrix_mask(param_labels, params)),
-  )
+  ))
 
 
 def sophia(
@@ -220,7 +226,7 @@ def sophia(
     clip_threshold: elementwise clip of the update (default 1.0).
     update_interval: steps between Hessian estimates (default 10).
     weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
-    mu_dtype: dtype of the first moment; `None` keeps optax's default.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`.
@@ -233,11 +239,11 @@ def sophia(
          non_negative=dict(eps=eps, gamma=gamma, clip_threshold=clip_threshold,
                            weight_decay=weight_decay))
   _validation.check_positive("update_interval", update_interval)
-  return contrib.sophia(
+  return _in_library_dtypes(_real_only("sophia", contrib.sophia(
       learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
       weight_decay_mask=matrices_mask, gamma=gamma,
       clip_threshold=clip_threshold, update_interval=update_interval,
-      mu_dtype=mu_dtype)
+      mu_dtype=mu_dtype)))
 
 
 def ademamix(
@@ -265,7 +271,7 @@ def ademamix(
     alpha: weight of the slow moment in the update (default 5.0).
     eps: added to the denominator (default 1e-8).
     weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
-    mu_dtype: dtype of the first moment; `None` keeps optax's default.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`.
@@ -276,9 +282,9 @@ def ademamix(
   """
   _check(learning_rate, betas=dict(b1=b1, b2=b2, b3=b3),
          non_negative=dict(alpha=alpha, eps=eps, weight_decay=weight_decay))
-  return _keep_state_dtypes(contrib.ademamix(
+  return _in_library_dtypes(_keep_state_dtypes(contrib.ademamix(
       learning_rate, b1=b1, b2=b2, b3=b3, alpha=alpha, eps=eps,
-      mu_dtype=mu_dtype, weight_decay=weight_decay, mask=matrices_mask))
+      mu_dtype=mu_dtype, weight_decay=weight_decay, mask=matrices_mask)))
 
 
 def _keep_state_dtypes(
@@ -291,3 +297,45 @@ def _keep_state_dtypes(
     return updates, optax.tree.cast_like(new_state, state)
 
   return optax.GradientTransformationExtraArgs(tx.init, update_fn)
+
+
+def _in_library_dtypes(
+    tx: optax.GradientTransformation,
+) -> optax.GradientTransformationExtraArgs:
+  """`tx` initialised and updated in float32 or wider, returning updates in
+  the gradients' dtype: optax would keep the moments of bfloat16 parameters
+  in bfloat16."""
+  tx = optax.with_extra_args_support(tx)
+
+  def init_fn(params):
+    return tx.init(in_compute_dtype(params))
+
+  def update_fn(updates, state, params=None, **extra_args):
+    if params is not None:
+      params = in_compute_dtype(params)
+    new_updates, state = tx.update(
+        in_compute_dtype(updates), state, params, **extra_args)
+    return optax.tree.cast_like(new_updates, updates), state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _real_only(
+    name: str, tx: optax.GradientTransformation,
+) -> optax.GradientTransformation:
+  """`tx`, refusing complex parameters at `init` with a clear error."""
+
+  def init_fn(params):
+    complex_paths = [
+        path_to_str(path)
+        for path, p in jax.tree_util.tree_leaves_with_path(params)
+        if jnp.iscomplexobj(p)
+    ]
+    if complex_paths:
+      raise ValueError(
+          f"{name} cannot take complex parameters (it clips its update "
+          f"elementwise, which has no meaning for complex numbers): "
+          f"{', '.join(complex_paths)}")
+    return tx.init(params)
+
+  return tx._replace(init=init_fn)

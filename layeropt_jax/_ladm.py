@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import optax
 
 from layeropt_jax import _validation
-from layeropt_jax._adaptive import zeros_like_moment
+from layeropt_jax._adaptive import (
+    in_compute_dtype, zeros_like_moment, zeros_like_second_moment)
 from layeropt_jax.labels import ParamLabels
 from layeropt_jax.layerwise import LADM_SCALES, layerwise_chain
 
@@ -44,6 +45,7 @@ def scale_by_ladm(
     alpha_warmup_steps: int = 500,
     eps: float = 1e-8,
     mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> optax.GradientTransformation:
   r"""A fast and a slow first moment, mixed with a weight set by warm-up.
 
@@ -65,7 +67,8 @@ def scale_by_ladm(
     alpha_warmup_steps: :math:`T`, steps over which :math:`\alpha_t` moves
       from 0.95 to 0.80 (default 500).
     eps: added to the denominator (default 1e-8).
-    mu_dtype: dtype of both first moments; `None` keeps them in float32.
+    mu_dtype: storage dtype of both first moments; `None` for float32.
+    nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformation` with state :class:`ScaleByLadmState`.
@@ -85,14 +88,14 @@ def scale_by_ladm(
         count=jnp.zeros([], jnp.int32),
         mu_fast=zeros_like_moment(params, mu_dtype),
         mu_slow=zeros_like_moment(params, mu_dtype),
-        nu=zeros_like_moment(params),
+        nu=zeros_like_second_moment(params, nu_dtype),
     )
 
   def update_fn(updates, state, params=None):
     del params
     count = optax.safe_increment(state.count)
     alpha = ladm_alpha(count, alpha_warmup_steps)
-    grads = jax.tree.map(lambda g, v: g.astype(v.dtype), updates, state.nu)
+    grads = in_compute_dtype(updates)
     mu_fast = optax.tree.update_moment(grads, state.mu_fast, b1, 1)
     mu_slow = optax.tree.update_moment(grads, state.mu_slow, b_slow, 1)
     nu = optax.tree.update_moment_per_elem_norm(grads, state.nu, b2, 2)
@@ -109,7 +112,7 @@ def scale_by_ladm(
         count=count,
         mu_fast=optax.tree.cast_like(mu_fast, state.mu_fast),
         mu_slow=optax.tree.cast_like(mu_slow, state.mu_slow),
-        nu=nu,
+        nu=optax.tree.cast_like(nu, state.nu),
     )
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -127,6 +130,7 @@ def ladm(
     scales: Mapping[str, float] | None = None,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""LADM: dual-momentum Adam with per-component LR multipliers.
 
@@ -150,7 +154,8 @@ def ladm(
     scales: label -> LR multiplier for all six labels; `None` for the default.
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
-    mu_dtype: dtype of both first moments; `None` keeps them in float32.
+    mu_dtype: storage dtype of both first moments; `None` for float32.
+    nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`.
@@ -161,6 +166,7 @@ def ladm(
   return layerwise_chain(
       scale_by_ladm(b1=b1, b_slow=b_slow, b2=b2,
                     alpha_warmup_steps=alpha_warmup_steps, eps=eps,
-                    mu_dtype=mu_dtype),
+                    mu_dtype=mu_dtype,
+                    nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
       default_scales=LADM_SCALES, param_labels=param_labels)

@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import optax
 
 from layeropt_jax import _validation
-from layeropt_jax._adaptive import moment_dtype, zeros_like_moment
+from layeropt_jax._adaptive import (
+    abs_sq, compute_dtype, second_moment_dtype, zeros_like_moment,
+    zeros_like_second_moment)
 from layeropt_jax.labels import ParamLabels
 from layeropt_jax.layerwise import UNIT_SCALES, layerwise_chain
 
@@ -46,6 +48,7 @@ def scale_by_lamo(
     eps: float = 1e-8,
     normalize_grads: bool = True,
     mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> optax.GradientTransformation:
   r"""Adam whose first-moment decay follows each tensor's gradient norm.
 
@@ -65,7 +68,8 @@ def scale_by_lamo(
     b2: decay of the second moment (default 0.95, a choice).
     eps: added to the denominator (default 1e-8).
     normalize_grads: divide each tensor's gradient by its norm (default True).
-    mu_dtype: dtype of the first moment; `None` keeps it in float32.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
+    nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformation` with state :class:`ScaleByLamoState`.
@@ -82,20 +86,20 @@ def scale_by_lamo(
     return ScaleByLamoState(
         count=jnp.zeros([], jnp.int32),
         mu=zeros_like_moment(params, mu_dtype),
-        nu=zeros_like_moment(params),
+        nu=zeros_like_second_moment(params, nu_dtype),
         momentum_product=jax.tree.map(
-            lambda p: jnp.ones([], moment_dtype(p)), params),
+            lambda p: jnp.ones([], second_moment_dtype(p)), params),
     )
 
   def leaf_update(g, mu, nu, product, count):
-    g = g.astype(nu.dtype)
-    norm = jnp.sqrt(jnp.sum(jnp.square(g)))
+    g = g.astype(compute_dtype(g))
+    norm = jnp.sqrt(jnp.sum(abs_sq(g)))
     beta = lamo_beta(norm, b1)
     if normalize_grads:
       g = g / (norm + NORMALIZE_EPS)
     mu = beta * mu + (1 - beta) * g
     product = product * beta
-    nu = b2 * nu + (1 - b2) * jnp.square(g)
+    nu = b2 * nu + (1 - b2) * abs_sq(g)
     nu_hat = nu / (1 - b2**count)
     return mu / (1 - product) / (jnp.sqrt(nu_hat) + eps), mu, nu, product
 
@@ -111,7 +115,7 @@ def scale_by_lamo(
     return optax.tree.cast_like(new_updates, updates), ScaleByLamoState(
         count=count,
         mu=optax.tree.cast_like(mu, state.mu),
-        nu=nu,
+        nu=optax.tree.cast_like(nu, state.nu),
         momentum_product=product,
     )
 
@@ -129,6 +133,7 @@ def lamo(
     scales: Mapping[str, float] | None = None,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""LAMO: gradient-norm-driven momentum, no LR multipliers by default.
 
@@ -151,7 +156,8 @@ def lamo(
     scales: label -> LR multiplier for all six labels; `None` for all 1.0.
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
-    mu_dtype: dtype of the first moment; `None` keeps it in float32.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
+    nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`.
@@ -161,6 +167,7 @@ def lamo(
   """
   return layerwise_chain(
       scale_by_lamo(b1=b1, b2=b2, eps=eps, normalize_grads=normalize_grads,
-                    mu_dtype=mu_dtype),
+                    mu_dtype=mu_dtype,
+                    nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
       default_scales=UNIT_SCALES, param_labels=param_labels)

@@ -19,6 +19,7 @@ def scale_by_lamvs(
     b2: float = 0.95,
     eps: float = 1e-8,
     mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> optax.GradientTransformation:
   r"""Adam's direction with a decaying epsilon inside the square root.
 
@@ -36,7 +37,8 @@ def scale_by_lamvs(
     b1: decay of the first moment (default 0.9).
     b2: decay of the second moment (default 0.95, a choice).
     eps: :math:`\epsilon_0`, the initial epsilon (default 1e-8).
-    mu_dtype: dtype of the first moment; `None` keeps it in float32.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
+    nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformation` with state `optax.ScaleByAdamState`.
@@ -51,7 +53,7 @@ def scale_by_lamvs(
     del grad, prev_nu_hat
     return mu_hat / jnp.sqrt(nu_hat + eps / jnp.sqrt(count.astype(nu_hat.dtype)))
 
-  return scale_by_adaptive_moments(direction, b1, b2, mu_dtype)
+  return scale_by_adaptive_moments(direction, b1, b2, mu_dtype, nu_dtype)
 
 
 def lamvs(
@@ -64,6 +66,7 @@ def lamvs(
     scales: Mapping[str, float] | None = None,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""LAMVS: decaying-epsilon Adam with per-component LR multipliers.
 
@@ -85,7 +88,8 @@ def lamvs(
     scales: label -> LR multiplier for all six labels; `None` for the default.
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
-    mu_dtype: dtype of the first moment; `None` keeps it in float32.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
+    nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`.
@@ -94,6 +98,7 @@ def lamvs(
     The LAMVS technical report, as normalised in METHODS.md.
   """
   return layerwise_chain(
-      scale_by_lamvs(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype),
+      scale_by_lamvs(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,
+                     nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
       default_scales=LAMVS_SCALES, param_labels=param_labels)

@@ -22,6 +22,7 @@ def layer_adam(
     scales: Mapping[str, float] | None = None,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdamW plus per-component LR multipliers, nothing else.
 
@@ -42,7 +43,8 @@ def layer_adam(
     scales: label -> LR multiplier for all six labels; `None` for LAMVS's.
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
-    mu_dtype: dtype of the first moment; `None` keeps it in float32.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
+    nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`.
@@ -52,6 +54,7 @@ def layer_adam(
     METHODS.md.
   """
   return layerwise_chain(
-      scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype),
+      scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,
+                    nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
       default_scales=LAMVS_SCALES, param_labels=param_labels)

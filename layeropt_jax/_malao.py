@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from layeropt_jax import _validation
-from layeropt_jax._adaptive import scale_by_adam
+from layeropt_jax._adaptive import abs_sq, compute_dtype, scale_by_adam
 from layeropt_jax.labels import ParamLabels
 from layeropt_jax.layerwise import MALAO_SCALES, layerwise_chain
 
@@ -34,7 +34,7 @@ def clip_by_tensor_norm(max_norm: float) -> optax.GradientTransformation:
   _validation.check_non_negative("clip_threshold", max_norm)
 
   def clip(g):
-    norm = jnp.sqrt(jnp.sum(jnp.square(g.astype(jnp.float32))))
+    norm = jnp.sqrt(jnp.sum(abs_sq(g.astype(compute_dtype(g)))))
     factor = jnp.where(norm > max_norm, max_norm / norm, 1.0)
     return (g * factor).astype(g.dtype)
 
@@ -57,6 +57,7 @@ def malao(
     scales: Mapping[str, float] | None = None,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""MALAO: per-tensor gradient clipping, Adam, and LR multipliers.
 
@@ -80,7 +81,8 @@ def malao(
     scales: label -> LR multiplier for all six labels; `None` for the default.
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
-    mu_dtype: dtype of the first moment; `None` keeps it in float32.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
+    nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`.
@@ -89,7 +91,8 @@ def malao(
     The MALAO technical report, as normalised in METHODS.md.
   """
   return layerwise_chain(
-      scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype),
+      scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,
+                    nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
       default_scales=MALAO_SCALES, param_labels=param_labels,
       preprocess=(clip_by_tensor_norm(clip_threshold),))

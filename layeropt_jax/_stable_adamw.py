@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from layeropt_jax._adaptive import scale_by_adam
+from layeropt_jax._adaptive import abs_sq, compute_dtype, scale_by_adam
 from layeropt_jax.labels import ParamLabels
 from layeropt_jax.layerwise import UNIT_SCALES, layerwise_chain
 
@@ -48,7 +48,8 @@ def _mean_in_blocks(fn: Callable[..., jax.Array], *arrays: jax.Array) -> jax.Arr
     return sums + jnp.sum(fn(*blocks), axis=within_group)
 
   full = rows // block_rows
-  sums = jax.lax.fori_loop(0, full, add_block, jnp.zeros([groups], x.dtype))
+  sums = jax.lax.fori_loop(0, full, add_block,
+                           jnp.zeros([groups], jnp.promote_types(x.dtype, jnp.float32)))
   tail = fn(*[v[:, full * block_rows:] for v in views])
   return (jnp.sum(sums) + jnp.sum(tail)) / x.size
 
@@ -58,6 +59,7 @@ def scale_by_stable_adam(
     b2: float = 0.95,
     eps: float = 1e-8,
     mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> optax.GradientTransformation:
   r"""Adam's direction, divided per tensor by the gradient's RMS ratio.
 
@@ -71,7 +73,8 @@ def scale_by_stable_adam(
     b1: decay of the first moment (default 0.9).
     b2: decay of the second moment (default 0.95).
     eps: added to the denominator (default 1e-8).
-    mu_dtype: dtype of the first moment; `None` keeps it in float32.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
+    nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformation` with state `optax.ScaleByAdamState`.
@@ -80,7 +83,7 @@ def scale_by_stable_adam(
     Wortsman et al., `Stable and low-precision training for large-scale
     vision-language models <https://arxiv.org/abs/2304.13013>`_, 2023
   """
-  adam = scale_by_adam(b1, b2, eps, mu_dtype)
+  adam = scale_by_adam(b1, b2, eps, mu_dtype, nu_dtype)
 
   def update_fn(updates, state, params=None):
     directions, state = adam.update(updates, state, params)
@@ -89,8 +92,9 @@ def scale_by_stable_adam(
     def clip(u, grad, nu):
       # From the stored v_t, not an expression of it: see _mean_in_blocks.
       ratio = _mean_in_blocks(
-          lambda g, v: jnp.square(g) / jnp.maximum(v / correction.astype(v.dtype), eps**2),
-          grad.astype(nu.dtype), nu)
+          lambda v, g: abs_sq(g) / jnp.maximum(
+              v.astype(compute_dtype(v)) / correction, eps**2),
+          nu, grad.astype(compute_dtype(grad)))
       return u / jnp.maximum(1.0, jnp.sqrt(ratio)).astype(u.dtype)
 
     return jax.tree.map(clip, directions, updates, state.nu), state
@@ -108,6 +112,7 @@ def stable_adamw(
     scales: Mapping[str, float] | None = None,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""StableAdamW: update-clipped AdamW, no LR multipliers by default.
 
@@ -127,7 +132,8 @@ def stable_adamw(
     scales: label -> LR multiplier for all six labels; `None` for all 1.0.
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
-    mu_dtype: dtype of the first moment; `None` keeps it in float32.
+    mu_dtype: storage dtype of the first moment; `None` for float32.
+    nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`.
@@ -136,6 +142,7 @@ def stable_adamw(
     Wortsman et al., 2023 (see :func:`scale_by_stable_adam`).
   """
   return layerwise_chain(
-      scale_by_stable_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype),
+      scale_by_stable_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,
+                           nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
       default_scales=UNIT_SCALES, param_labels=param_labels)
