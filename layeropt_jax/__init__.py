@@ -28,12 +28,17 @@ from layeropt_jax._stable_adamw import stable_adamw
 from layeropt_jax.labels import COMPONENTS
 from layeropt_jax.labels import DEFAULT_LABEL_RULES
 from layeropt_jax.labels import hidden_matrix_mask
+from layeropt_jax.labels import label_by_shape
 from layeropt_jax.labels import label_params
+from layeropt_jax.labels import NAMING_CONVENTIONS
 from layeropt_jax.layerwise import AOVS_SCALES
 from layeropt_jax.layerwise import LADM_SCALES
+from layeropt_jax.layerwise import label_table
+from layeropt_jax.layerwise import LabelAssignment
 from layeropt_jax.layerwise import LAMVS_SCALES
 from layeropt_jax.layerwise import MALAO_SCALES
 from layeropt_jax.layerwise import matrices_mask
+from layeropt_jax.layerwise import METHOD_SCALES
 from layeropt_jax.layerwise import scale_by_layer
 from layeropt_jax.layerwise import UNIT_SCALES
 from layeropt_jax.registry import get_optimizer
@@ -48,7 +53,10 @@ __all__ = (
     "DEFAULT_LABEL_RULES",
     "LADM_SCALES",
     "LAMVS_SCALES",
+    "LabelAssignment",
     "MALAO_SCALES",
+    "METHOD_SCALES",
+    "NAMING_CONVENTIONS",
     "OPTIMIZERS",
     "ScaleByLadmState",
     "ScaleByLamoState",
@@ -60,7 +68,9 @@ __all__ = (
     "get_optimizer",
     "hidden_matrix_mask",
     "hyperparameters",
+    "label_by_shape",
     "label_params",
+    "label_table",
     "ladm",
     "ladm_alpha",
     "lamb",

@@ -13,7 +13,7 @@ from optax.contrib._muon import orthogonalize_via_newton_schulz
 from layeropt_jax import _validation
 from layeropt_jax._adaptive import compute_dtype, scale_by_adaptive_moments
 from layeropt_jax.labels import ParamLabels, hidden_matrix_mask
-from layeropt_jax.layerwise import AOVS_SCALES, layerwise_chain
+from layeropt_jax.layerwise import layerwise_chain
 
 # Muon's quintic Newton-Schulz coefficients.
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
@@ -191,4 +191,4 @@ def aovs(
                     param_labels=param_labels, mu_dtype=mu_dtype,
                     nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
-      default_scales=AOVS_SCALES, param_labels=param_labels)
+      method="aovs", param_labels=param_labels)

@@ -13,7 +13,7 @@ from layeropt_jax import _validation
 from layeropt_jax._adaptive import (
     in_compute_dtype, zeros_like_moment, zeros_like_second_moment)
 from layeropt_jax.labels import ParamLabels
-from layeropt_jax.layerwise import LADM_SCALES, layerwise_chain
+from layeropt_jax.layerwise import layerwise_chain
 
 
 class ScaleByLadmState(NamedTuple):
@@ -169,4 +169,4 @@ def ladm(
                     mu_dtype=mu_dtype,
                     nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
-      default_scales=LADM_SCALES, param_labels=param_labels)
+      method="ladm", param_labels=param_labels)

@@ -14,7 +14,7 @@ from layeropt_jax._adaptive import (
     abs_sq, compute_dtype, second_moment_dtype, zeros_like_moment,
     zeros_like_second_moment)
 from layeropt_jax.labels import ParamLabels
-from layeropt_jax.layerwise import UNIT_SCALES, layerwise_chain
+from layeropt_jax.layerwise import layerwise_chain
 
 # Keeps the normalised gradient finite when a tensor's gradient is zero.
 NORMALIZE_EPS = 1e-8
@@ -170,4 +170,4 @@ def lamo(
                     mu_dtype=mu_dtype,
                     nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
-      default_scales=UNIT_SCALES, param_labels=param_labels)
+      method="lamo", param_labels=param_labels)

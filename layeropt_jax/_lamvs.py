@@ -11,7 +11,7 @@ import optax
 from layeropt_jax import _validation
 from layeropt_jax._adaptive import scale_by_adaptive_moments
 from layeropt_jax.labels import ParamLabels
-from layeropt_jax.layerwise import LAMVS_SCALES, layerwise_chain
+from layeropt_jax.layerwise import layerwise_chain
 
 
 def scale_by_lamvs(
@@ -101,4 +101,4 @@ def lamvs(
       scale_by_lamvs(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,
                      nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
-      default_scales=LAMVS_SCALES, param_labels=param_labels)
+      method="lamvs", param_labels=param_labels)

@@ -9,7 +9,7 @@ import optax
 
 from layeropt_jax._adaptive import scale_by_adam
 from layeropt_jax.labels import ParamLabels
-from layeropt_jax.layerwise import LAMVS_SCALES, layerwise_chain
+from layeropt_jax.layerwise import layerwise_chain
 
 
 def layer_adam(
@@ -57,4 +57,4 @@ def layer_adam(
       scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,
                     nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
-      default_scales=LAMVS_SCALES, param_labels=param_labels)
+      method="layer_adam", param_labels=param_labels)

@@ -12,7 +12,7 @@ import optax
 from layeropt_jax import _validation
 from layeropt_jax._adaptive import abs_sq, compute_dtype, scale_by_adam
 from layeropt_jax.labels import ParamLabels
-from layeropt_jax.layerwise import MALAO_SCALES, layerwise_chain
+from layeropt_jax.layerwise import layerwise_chain
 
 
 def clip_by_tensor_norm(max_norm: float) -> optax.GradientTransformation:
@@ -94,5 +94,5 @@ def malao(
       scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,
                     nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
-      default_scales=MALAO_SCALES, param_labels=param_labels,
+      method="malao", param_labels=param_labels,
       preprocess=(clip_by_tensor_norm(clip_threshold),))

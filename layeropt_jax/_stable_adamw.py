@@ -12,7 +12,7 @@ import optax
 
 from layeropt_jax._adaptive import abs_sq, compute_dtype, scale_by_adam
 from layeropt_jax.labels import ParamLabels
-from layeropt_jax.layerwise import UNIT_SCALES, layerwise_chain
+from layeropt_jax.layerwise import layerwise_chain
 
 
 # 256 KB blocks: cache-sized, and large enough that the loop is cheap.
@@ -145,4 +145,4 @@ def stable_adamw(
       scale_by_stable_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,
                            nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
-      default_scales=UNIT_SCALES, param_labels=param_labels)
+      method="stable_adamw", param_labels=param_labels)

@@ -18,13 +18,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 import math
 from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from layeropt_jax import _validation
-from layeropt_jax.labels import COMPONENTS, ParamLabels, resolve_labels
+from layeropt_jax.labels import (
+    COMPONENTS, ParamLabels, path_to_str, resolve_labels)
 
 
 def _table(embedding, attn_qkv, attn_out, mlp, norm, head):
@@ -36,9 +38,16 @@ def _table(embedding, attn_qkv, attn_out, mlp, norm, head):
 LAMVS_SCALES = _table(1.0, 1.5, 1.5, 1.2, 1.0, 2.0)
 LADM_SCALES = _table(0.8, 1.05, 0.95, 1.1, 0.65, 0.9)
 MALAO_SCALES = _table(1.0, 1.5, 1.5, 0.8, 1.0, 1.0)
-# The AOVS report gives no values; it uses LAMVS's table (METHODS.md choice).
+# The AOVS report gives no values; it uses LAMVS's table (a choice).
 AOVS_SCALES = LAMVS_SCALES
 UNIT_SCALES = _table(1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+
+# The multipliers each method of the common chain applies when its `scales`
+# is None. The baselines outside the chain (adamw, muon, ...) have none.
+METHOD_SCALES: MappingProxyType[str, MappingProxyType[str, float]]
+METHOD_SCALES = MappingProxyType(dict(
+    lamvs=LAMVS_SCALES, ladm=LADM_SCALES, aovs=AOVS_SCALES, lamo=UNIT_SCALES,
+    malao=MALAO_SCALES, layer_adam=LAMVS_SCALES, stable_adamw=UNIT_SCALES))
 
 
 def check_scales(scales: Mapping[str, float]) -> None:
@@ -86,6 +95,49 @@ def scale_by_layer(
   )
 
 
+class LabelAssignment(NamedTuple):
+  """One row of :func:`label_table`."""
+  path: str
+  shape: tuple[int, ...]
+  label: str
+  multiplier: float
+
+
+def label_table(
+    params: Any,
+    param_labels: ParamLabels = None,
+    scales: Mapping[str, float] | None = None,
+) -> list[LabelAssignment]:
+  """What every parameter is labelled and the LR multiplier it gets.
+
+  Print it before training to check that the rules label your model as you
+  mean (the trainer logs it at start)::
+
+    for row in label_table(params, scales=METHOD_SCALES["lamvs"]):
+      print(*row)
+
+  Args:
+    params: the parameter pytree.
+    param_labels: a pytree of labels, a callable `params -> labels`, or
+      `None` for :func:`layeropt_jax.label_params`.
+    scales: label -> multiplier (a method's is `METHOD_SCALES[name]`);
+      `None` for 1.0 everywhere.
+
+  Returns:
+    One :class:`LabelAssignment` (path, shape, label, multiplier) per leaf,
+    in the order of `jax.tree.leaves(params)`.
+  """
+  scales = UNIT_SCALES if scales is None else scales
+  check_scales(scales)
+  labels = jax.tree.leaves(resolve_labels(param_labels, params))
+  return [
+      LabelAssignment(path_to_str(path), tuple(jnp.shape(p)), label,
+                      float(scales[label]))
+      for (path, p), label in zip(
+          jax.tree_util.tree_leaves_with_path(params), labels)
+  ]
+
+
 def matrices_mask(params):
   """The `mask` of decoupled weight decay: True for tensors with ndim >= 2.
 
@@ -105,18 +157,19 @@ def layerwise_chain(
     learning_rate: optax.ScalarOrSchedule,
     weight_decay: float,
     scales: Mapping[str, float] | None,
-    default_scales: Mapping[str, float],
+    method: str,
     param_labels: ParamLabels,
     preprocess: tuple[optax.GradientTransformation, ...] = (),
 ) -> optax.GradientTransformationExtraArgs:
-  """The chain of METHODS.md's common frame around a method's direction."""
+  """The common chain around a method's direction; `scales=None` takes
+  `METHOD_SCALES[method]`."""
   _validation.check_learning_rate(learning_rate)
   _validation.check_non_negative("weight_decay", weight_decay)
   return optax.chain(
       *preprocess,
       direction,
       optax.add_decayed_weights(weight_decay, mask=matrices_mask),
-      scale_by_layer(default_scales if scales is None else scales,
+      scale_by_layer(METHOD_SCALES[method] if scales is None else scales,
                      param_labels),
       optax.scale_by_learning_rate(learning_rate),
   )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 import inspect
 from types import MappingProxyType
 from typing import Any
@@ -68,7 +68,13 @@ def get_optimizer(
     learning_rate: optax.ScalarOrSchedule,
     **overrides: Any,
 ) -> optax.GradientTransformationExtraArgs:
-  """Builds optimizer `name` with METHODS.md's defaults and `overrides`.
+  """Builds optimizer `name` with its documented defaults and `overrides`.
+
+  Works under `optax.inject_hyperparams`:
+  `optax.inject_hyperparams(get_optimizer)(name="ladm", learning_rate=1e-3)`
+  holds the learning rate in the state. Hyperparameters given as `overrides`
+  there stay fixed; to change them in the state, inject the alias itself
+  (`optax.inject_hyperparams(layeropt_jax.ladm)(learning_rate=..., b1=...)`).
 
   Args:
     name: one of `lamvs ladm aovs lamo malao layer_adam stable_adamw adamw
@@ -85,6 +91,11 @@ def get_optimizer(
     ValueError: for an unknown name or argument (listing the valid ones), or
       a hyperparameter out of range.
   """
+  if set(overrides) == {"overrides"} and isinstance(
+      overrides["overrides"], Mapping):
+    # optax.inject_hyperparams binds `**overrides` to one argument and passes
+    # it back by its name: `overrides={...}`.
+    overrides = dict(overrides["overrides"])
   valid = hyperparameters(name)
   unknown = sorted(set(overrides) - set(valid))
   if unknown:

@@ -9,6 +9,7 @@ from typing import Any
 import jax
 import optax
 
+import layeropt_jax
 from layeropt_jax import get_optimizer
 from train.config import TrainConfig
 
@@ -59,3 +60,14 @@ def learning_rate(opt_state: Any) -> jax.Array:
   """The learning rate of the update that produced `opt_state`."""
   hyperparams = opt_state.inner_state.hyperparams
   return hyperparams[PEAK_LR] * hyperparams[SCHEDULE]
+
+
+def label_summary(config: TrainConfig, params: Any) -> str:
+  """The component label and LR multiplier of every parameter, as a table:
+  what `config.optimizer` applies to `params` (shapes suffice)."""
+  scales = config.opt.get("scales", layeropt_jax.METHOD_SCALES.get(config.optimizer))
+  rows = layeropt_jax.label_table(params, scales=scales)
+  width = max(len(row.path) for row in rows)
+  return "\n".join(
+      f"  {row.path:<{width}}  {str(row.shape):<16} {row.label:<9} x{row.multiplier:g}"
+      for row in rows)

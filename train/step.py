@@ -152,7 +152,8 @@ class Trainer:
                       jnp.asarray([c.lr for c in configs], jnp.float32))
     new_model = lambda seed: model_lib.Qwen3ForCausalLM(
         model_config, rngs=nnx.Rngs(jax.random.key(seed)))
-    self.graphdef = nnx.split(nnx.eval_shape(lambda: new_model(0)), nnx.Param)[0]
+    self.graphdef, self.abstract_params = nnx.split(
+        nnx.eval_shape(lambda: new_model(0)), nnx.Param)[:2]
 
     def init_one(seed, peak_lr, params=None) -> TrainState:
       if params is None:

@@ -21,7 +21,7 @@ import numpy as np
 import tqdm
 
 from layeropt_jax import get_optimizer
-from train import checkpoint, data, hf, metrics, step
+from train import checkpoint, data, hf, metrics, optim, step
 from train.config import TrainConfig, from_args
 
 log = logging.getLogger("train")
@@ -150,6 +150,9 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
           grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)))
                for seed in sorted(set(seeds))}
   trainer = step.Trainer(configs)
+  if is_main:
+    log.info("parameter labels and LR multipliers of %s:\n%s", config.optimizer,
+             optim.label_summary(config, trainer.abstract_params))
   val_batches = eval_batches(windows["validation"], config, trainer)
   setup_time = time.perf_counter() - start_time
 
