@@ -17,7 +17,7 @@ def test_optimizer_step_reports_ratios_roofline_and_memory(tmp_path):
   tree = json.loads(out.read_text())["trees"]["nano"]
   assert tree["params"] == 1_049_984 and tree["stream_bytes_per_s"] > 0  # nano
   results = tree["optimizers"]
-  # METHODS.md: two float32 buffers, three for LADM; LAMO adds one scalar per tensor.
+  # Two float32 buffers, three for LADM; LAMO adds one scalar per tensor.
   assert results["adamw"]["state_bytes_per_param"] == pytest.approx(8, abs=1e-4)
   assert results["ladm"]["state_bytes_per_param"] == pytest.approx(12, abs=1e-4)
   assert results["lamo"]["state_bytes_per_param"] == pytest.approx(8, abs=1e-3)
@@ -51,3 +51,18 @@ def test_aovs_step_temporaries_fit_one_parameter_buffer_at_134m():
   n_params = sum(x.size for x in jax.tree.leaves(params))
   tx = layeropt_jax.aovs(1e-3)
   assert optimizer_step.temp_bytes(tx, params) <= 4 * n_params
+
+
+def test_state_memory_reports_what_mu_and_nu_dtype_save(tmp_path):
+  from train.perf import state_memory
+
+  out = tmp_path / "state.json"
+  state_memory.main(["--tree", "nano", "--names", "ladm,adamw", "--out", str(out)])
+  results = json.loads(out.read_text())["optimizers"]
+  state = lambda name, setting: results[name][setting]["state_bytes_per_param"]
+  # Three moments of 4 bytes; bfloat16 first moments save 2 + 2, nu 2 more.
+  assert [state("ladm", s) for s in state_memory.SETTINGS] == pytest.approx(
+      [12, 8, 6], abs=1e-4)
+  # optax.adamw has no nu_dtype: that setting is absent, not faked.
+  assert set(results["adamw"]) == {"float32", "mu bfloat16"}
+  assert state("adamw", "mu bfloat16") == pytest.approx(6, abs=1e-4)
