@@ -110,7 +110,7 @@ def scale_by_aovs(
     An `optax.GradientTransformation` with state `optax.ScaleByAdamState`.
 
   References:
-    The AOVS technical report, as normalised in METHODS.md.
+    The AOVS technical report, as this library defines it (docs/methods.rst).
 
     Jordan, `Muon: An optimizer for hidden layers in neural networks
     <https://kellerjordan.github.io/posts/muon/>`_, 2024
@@ -183,7 +183,7 @@ def aovs(
     An `optax.GradientTransformationExtraArgs`.
 
   References:
-    The AOVS technical report, as normalised in METHODS.md.
+    The AOVS technical report, as this library defines it (docs/methods.rst).
   """
   return layerwise_chain(
       scale_by_aovs(b1=b1, b2=b2, gamma=gamma, eps=eps,

@@ -74,8 +74,8 @@ def scale_by_ladm(
     An `optax.GradientTransformation` with state :class:`ScaleByLadmState`.
 
   References:
-    The LADM technical report (Layer-Adaptive Dual Momentum), as normalised
-    in METHODS.md.
+    The LADM technical report (Layer-Adaptive Dual Momentum), as this
+    library defines it (docs/methods.rst).
   """
   _validation.check_beta("b1", b1)
   _validation.check_beta("b_slow", b_slow)
@@ -161,7 +161,7 @@ def ladm(
     An `optax.GradientTransformationExtraArgs`.
 
   References:
-    The LADM technical report, as normalised in METHODS.md.
+    The LADM technical report, as this library defines it (docs/methods.rst).
   """
   return layerwise_chain(
       scale_by_ladm(b1=b1, b_slow=b_slow, b2=b2,

@@ -75,8 +75,8 @@ def scale_by_lamo(
     An `optax.GradientTransformation` with state :class:`ScaleByLamoState`.
 
   References:
-    The LAMO technical report (Layer-Adaptive Momentum), as normalised in
-    METHODS.md.
+    The LAMO technical report (Layer-Adaptive Momentum), as this library
+    defines it (docs/methods.rst).
   """
   _validation.check_beta("b1", b1)
   _validation.check_beta("b2", b2)
@@ -163,7 +163,7 @@ def lamo(
     An `optax.GradientTransformationExtraArgs`.
 
   References:
-    The LAMO technical report, as normalised in METHODS.md.
+    The LAMO technical report, as this library defines it (docs/methods.rst).
   """
   return layerwise_chain(
       scale_by_lamo(b1=b1, b2=b2, eps=eps, normalize_grads=normalize_grads,

@@ -45,7 +45,7 @@ def scale_by_lamvs(
 
   References:
     The LAMVS technical report (Layer-Adaptive Momentum Variance Scaling),
-    as normalised in this project's METHODS.md.
+    as this library defines it (docs/methods.rst).
   """
   _validation.check_non_negative("eps", eps)
 
@@ -95,7 +95,7 @@ def lamvs(
     An `optax.GradientTransformationExtraArgs`.
 
   References:
-    The LAMVS technical report, as normalised in METHODS.md.
+    The LAMVS technical report, as this library defines it (docs/methods.rst).
   """
   return layerwise_chain(
       scale_by_lamvs(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,

@@ -50,8 +50,8 @@ def layer_adam(
     An `optax.GradientTransformationExtraArgs`.
 
   References:
-    The LAMVS technical report's LayerAdam baseline, as normalised in
-    METHODS.md.
+    The LAMVS technical report's LayerAdam baseline, as this library defines
+    it (docs/methods.rst).
   """
   return layerwise_chain(
       scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,

@@ -88,7 +88,10 @@ def malao(
     An `optax.GradientTransformationExtraArgs`.
 
   References:
-    The MALAO technical report, as normalised in METHODS.md.
+    `Momentum-Aware Layer-wise Adaptive Optimization: A Comprehensive
+    Negative Result Study <https://aardxiv.org/abs/2511.00083>`_,
+    aardXiv:2511.00083, 6 November 2025; as this library defines it
+    (docs/methods.rst).
   """
   return layerwise_chain(
       scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,

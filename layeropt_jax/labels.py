@@ -105,6 +105,12 @@ def label_by_shape(param: Any) -> str:
   A matrix is a hidden weight more often than anything else; vectors and
   scalars are norm scales and biases. Embeddings and heads cannot be told
   from hidden matrices by shape: name them with rules.
+
+  Args:
+    param: a parameter (an array or anything with a shape).
+
+  Returns:
+    "mlp" if `param` has two or more dimensions, else "norm".
   """
   return "mlp" if jnp.ndim(param) >= 2 else "norm"
 

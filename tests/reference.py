@@ -1,4 +1,4 @@
-"""An independent float64 NumPy reference of every method, from METHODS.md.
+"""An independent float64 NumPy reference of every method, from docs/methods.rst.
 
 Written from the equations alone, leaf by leaf, without JAX or optax, so that
 a test comparing the library against it checks the library against the

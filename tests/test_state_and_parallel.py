@@ -1,4 +1,4 @@
-"""Optimizer state holds exactly METHODS.md's buffers; data parallelism."""
+"""Optimizer state holds exactly the buffers of docs/methods.rst; data parallelism."""
 
 from functools import partial
 
@@ -12,7 +12,7 @@ import pytest
 import layeropt_jax
 from tests import trees
 
-# Parameter-sized buffers per METHODS.md.
+# Parameter-sized buffers per docs/methods.rst.
 BUFFERS = {"lamvs": 2, "ladm": 3, "aovs": 2, "lamo": 2, "malao": 2,
            "layer_adam": 2, "stable_adamw": 2, "adamw": 2}
 

@@ -86,7 +86,7 @@ ABLATIONS = (
             parent="ladm", description="every LR multiplier 1.0"),
     Variant("lamvs without the decaying epsilon", "layer_adam", parent="lamvs",
             description="Adam's fixed epsilon outside the square root, LAMVS's "
-                        "multipliers (METHODS.md's layer_adam)"),
+                        "multipliers (the layer_adam baseline)"),
     Variant("aovs without orthogonalisation", "aovs", opt={"orthogonalize": False},
             parent="aovs", description="the variance-stabilised Adam direction alone"),
     Variant("malao without clipping", "layer_adam", opt={"scales": dict(MALAO_SCALES)},
