@@ -5,6 +5,9 @@ from layeropt_jax._aovs import aovs
 from layeropt_jax._aovs import orthogonalize_matrix
 from layeropt_jax._aovs import scale_by_aovs
 from layeropt_jax._baselines import adamw
+from layeropt_jax._component_metrics import COMPONENT_METRICS
+from layeropt_jax._component_metrics import ComponentMetricsState
+from layeropt_jax._component_metrics import with_component_metrics
 from layeropt_jax._baselines import ademamix
 from layeropt_jax._baselines import lamb
 from layeropt_jax._baselines import lion
@@ -50,6 +53,8 @@ __version__ = "0.1.0"
 __all__ = (
     "AOVS_SCALES",
     "COMPONENTS",
+    "COMPONENT_METRICS",
+    "ComponentMetricsState",
     "DEFAULT_LABEL_RULES",
     "LADM_SCALES",
     "LAMVS_SCALES",
@@ -92,4 +97,5 @@ __all__ = (
     "scale_by_stable_adam",
     "sophia",
     "stable_adamw",
+    "with_component_metrics",
 )
