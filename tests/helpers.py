@@ -47,20 +47,25 @@ TINY = model.Qwen3Config(vocab_size=256, hidden_size=32, intermediate_size=64,
                          num_key_value_heads=1, head_dim=16, max_position_embeddings=64)
 
 
+TIMING = ("step_time_s", "tokens_per_s")
+
+
 def without_timing(rows):
-  """Wall-clock time is the one field two runs cannot share."""
-  return [{k: v for k, v in r.items() if k != "step_time_s"} for r in rows]
+  """Wall-clock times are the fields two runs cannot share."""
+  return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
 
-def kill_when(args, cache, condition, timeout=300, devices=1):
-  """Starts a run, SIGKILLs it as soon as `condition()` holds."""
+def kill_when(args, cache, condition, timeout=300, devices=1, sig=signal.SIGKILL):
+  """Starts a run, sends it `sig` as soon as `condition()` holds; returns its
+  exit code and standard error."""
   proc = subprocess.Popen(args, cwd=REPO, env=environment(cache, devices),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + timeout
   while not condition() and proc.poll() is None and time.monotonic() < deadline:
     time.sleep(0.002)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
+  proc.send_signal(sig)
+  _, stderr = proc.communicate(timeout=timeout)
+  return proc.returncode, stderr
 
 
 def tiny_trainer(mesh, optimizer="ladm", steps=4, seeds=(0,), lrs=(1e-3,),

@@ -66,3 +66,13 @@ def test_state_memory_reports_what_mu_and_nu_dtype_save(tmp_path):
   # optax.adamw has no nu_dtype: that setting is absent, not faked.
   assert set(results["adamw"]) == {"float32", "mu bfloat16"}
   assert state("adamw", "mu bfloat16") == pytest.approx(6, abs=1e-4)
+
+
+def test_metrics_overhead_reports_the_ratio(tmp_path):
+  from train.perf import metrics_overhead
+
+  out = tmp_path / "overhead.json"
+  metrics_overhead.main(["--configs", "nano", "--reps", "1", "--iters", "1",
+                         "--out", str(out)])
+  nano = json.loads(out.read_text())["configs"]["nano"]
+  assert nano["ratios"] and nano["time_ratio"] == nano["ratios"][0] > 0

@@ -4,6 +4,7 @@ import dataclasses
 import pathlib
 import re
 import shutil
+import signal
 import socket
 import subprocess
 
@@ -56,6 +57,20 @@ def test_resume_conflicts_and_interrupted_saves(tmp_path, cache):
   run(command(killed, *SHORT), cache)
   assert without_timing(records(killed)) == expected
 
+  # Ctrl-C: exit 130 and one line naming the step a rerun resumes from; the
+  # rerun ends as the uninterrupted run.
+  stopped = tmp_path / "stopped"
+  returncode, stderr = kill_when(command(stopped, *SHORT), cache,
+                                 (stopped / "checkpoints" / "10").is_dir, sig=signal.SIGINT)
+  assert returncode == 130, stderr[-2000:]
+  assert "Traceback" not in stderr
+  resumed_from = re.fullmatch(r"interrupted: rerun the same command to resume from step (\d+)",
+                              stderr.strip().splitlines()[-1])
+  assert resumed_from and (stopped / "checkpoints" / resumed_from.group(1)).is_dir()
+  assert "done" not in (stopped / "metrics.jsonl").read_text()
+  run(command(stopped, *SHORT), cache)
+  assert without_timing(records(stopped)) == expected
+
   # A conflicting rerun is refused, naming the conflict, and changes nothing.
   before = snapshot(killed)
   for flag, value in (("--optimizer", "lion"), ("--steps", "90"), ("--batch-size", "16")):
@@ -84,6 +99,37 @@ def test_resume_conflicts_and_interrupted_saves(tmp_path, cache):
   assert without_timing(records(saves)) == expected
 
 
+def test_a_run_writes_tensorboard_events_a_profile_and_a_summary(tmp_path, cache):
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+  workdir = tmp_path / "run"
+  result = run(command(workdir, *SHORT, "--steps", "20", "--profile-steps", "4:6"), cache)
+  rows = [r for r in records(workdir) if "event" not in r]
+  # Each component's norms, every logged step.
+  for label in ("embedding", "attn_qkv", "attn_out", "mlp", "norm"):
+    assert all(f"update_to_param/{label}" in r and f"grad_norm/{label}" in r for r in rows)
+  assert all(r["grad_norm/global"] > 0 for r in rows)
+  # TensorBoard holds every number of metrics.jsonl, at its step.
+  events = EventAccumulator(str(workdir), size_guidance={"scalars": 0})
+  events.Reload()
+  names = {k for r in rows for k, v in r.items() if k != "step"}
+  assert names <= set(events.Tags()["scalars"])
+  for name in names:
+    want = [(r["step"], r[name]) for r in rows if name in r]
+    got = [(e.step, e.value) for e in events.Scalars(name)]
+    assert [s for s, _ in got] == [s for s, _ in want], name
+    np.testing.assert_allclose([v for _, v in got], [v for _, v in want], rtol=1e-6)
+  # The profile of steps 5-6, for TensorBoard's profile plugin and Perfetto.
+  traces = list((workdir / "profile").rglob("*.xplane.pb"))
+  assert traces and traces[0].stat().st_size > 0
+  assert list((workdir / "profile").rglob("perfetto_trace.json.gz"))
+  # One summary line: the final validation loss, tokens, time, the outputs.
+  final = records(workdir)[-1]["val_loss"]
+  summary = result.stderr.strip().splitlines()[-1]
+  assert summary.startswith(f"done: validation loss {final:.4f} after 20 steps (5,120 tokens)")
+  assert str(workdir) in summary and "metrics.jsonl" in summary
+
+
 def test_bad_input_is_refused_naming_it(tmp_path):
   base = ["--workdir", str(tmp_path / "w")]
   cases = {
@@ -99,11 +145,25 @@ def test_bad_input_is_refused_naming_it(tmp_path):
       ("--steps", "0"): "--steps must be positive, got 0",
       ("--warmup", "300"): "--warmup 300 must be shorter than --steps 200",
       ("--schedule", "step"): "unknown --schedule 'step'",
+      ("--opt", "weight_decay=abc"):
+          "--optimizer adamw --opt: weight_decay must be a number, got weight_decay='abc'",
+      ("--init-from", str(tmp_path / "m.safetensors")):
+          f"--init-from {tmp_path / 'm.safetensors'} does not exist",
+      ("--profile-steps", "5"): "--profile-steps expects A:B",
+      ("--profile-steps", "5:300"): "--profile-steps 5:300 must satisfy A < B <= --steps 200",
   }
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  cases[("--data", "fineweb", "--data-dir", str(empty))] = (
+      f"--data-dir {empty} holds no *.parquet files")
   for args, message in cases.items():
     with pytest.raises(ValueError, match=re.escape(message)):
       preflight([from_args(base + list(args))])
   assert not (tmp_path / "w").exists()
+  a_file = tmp_path / "file"
+  a_file.write_text("")
+  with pytest.raises(ValueError, match=re.escape(f"--workdir {a_file} is a file, not a directory")):
+    preflight([from_args(["--workdir", str(a_file)])])
 
 
 def test_errors_found_at_run_time_touch_nothing(tmp_path):
@@ -180,11 +240,11 @@ def test_nonfinite_steps_are_skipped_and_counted():
   trainer = tiny_trainer(one_device_mesh())
   state = trainer.init()
   params = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(np.nan), state.params)
-  before = jax.tree.map(np.asarray, (params, state.opt_state.inner_state))
+  before = jax.tree.map(np.asarray, (params, state.opt_state.inner_state.inner_state))
   state, out = trainer.train_steps(step.TrainState(params, state.opt_state),
                                    trainer.global_batch(np.zeros((1, 1, 8, 17), np.int32)))
   assert out["nonfinite_steps"].tolist() == [[1]]
-  after = jax.tree.map(np.asarray, (state.params, state.opt_state.inner_state))
+  after = jax.tree.map(np.asarray, (state.params, state.opt_state.inner_state.inner_state))
   jax.tree.map(np.testing.assert_array_equal, after, before)
 
 
@@ -236,8 +296,9 @@ def test_init_from_a_hugging_face_checkpoint(tmp_path):
   state = trainer.init(hf.load_hf_params(TINY, tmp_path / "model.safetensors"))
   jax.tree.map(np.testing.assert_array_equal, jax.tree.map(lambda x: x[0], state.params),
                jax.tree.map(np.asarray, nnx.state(source, nnx.Param)))
-  assert state.opt_state.inner_state.count.tolist() == [0]
+  assert state.opt_state.inner_state.inner_state.count.tolist() == [0]
 
+  (tmp_path / "x.bin").write_bytes(b"")
   with pytest.raises(ValueError, match="is not a .safetensors file"):
     preflight([from_args(["--workdir", str(tmp_path / "w"), "--init-from",
                           str(tmp_path / "x.bin")])])

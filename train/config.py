@@ -108,6 +108,9 @@ class TrainConfig:
       10, "at most this many steps per jitted call (cut at every log, evaluation "
       "and checkpoint step)", kind=PLACEMENT, bound="> 0")
   progress: bool = _field(True, "show a progress bar", kind=PLACEMENT)
+  profile_steps: str | None = _field(
+      None, "A:B writes a jax.profiler trace of steps A+1 to B to <workdir>/profile "
+      "(TensorBoard's profile plugin or Perfetto)", kind=PLACEMENT)
   distributed: bool = _field(
       False, "join a multi-host run (jax.distributed.initialize detects TPU pods, "
       "SLURM, ...)", kind=PLACEMENT)
@@ -117,6 +120,14 @@ class TrainConfig:
                                      kind=PLACEMENT, bound="> 0")
   process_id: int | None = _field(None, "this process's index in a multi-process run",
                                   kind=PLACEMENT, bound=">= 0")
+
+  @property
+  def profile_range(self) -> tuple[int, int] | None:
+    """`--profile-steps A:B` as (A, B): the trace covers steps A+1 to B."""
+    if self.profile_steps is None:
+      return None
+    start, stop = self.profile_steps.split(":")
+    return int(start), int(stop)
 
   def __post_init__(self):
     for field in dataclasses.fields(self):
@@ -130,6 +141,14 @@ class TrainConfig:
         raise ValueError(f"--{flag(field.name)} must be positive, got {value}")
       if meta["bound"] == ">= 0" and not value >= 0:
         raise ValueError(f"--{flag(field.name)} must be >= 0, got {value}")
+    if self.profile_steps is not None:
+      if not re.fullmatch(r"\d+:\d+", self.profile_steps):
+        raise ValueError(f"--profile-steps expects A:B (steps, A < B), got "
+                         f"{self.profile_steps!r}")
+      start, stop = self.profile_range
+      if not start < stop <= self.steps:
+        raise ValueError(f"--profile-steps {self.profile_steps} must satisfy "
+                         f"A < B <= --steps {self.steps}")
     if self.warmup >= self.steps:
       raise ValueError(f"--warmup {self.warmup} must be shorter than --steps {self.steps}")
     if not 0.0 <= self.final_lr_fraction <= 1.0:

@@ -1,4 +1,5 @@
-"""`metrics.jsonl`: one JSON object per logged step, and its loss-curve plot."""
+"""`metrics.jsonl` (one JSON object per logged step), the same scalars as
+TensorBoard event files in the workdir, and the loss-curve plot."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ from train import files
 
 
 class MetricsLog:
-  """Appends records to a JSON-lines file, flushed line by line."""
+  """Appends records to a JSON-lines file, flushed line by line, and their
+  numbers to TensorBoard event files beside it (one TensorBoard run per
+  workdir: `tensorboard --logdir` over a sweep's workdirs compares them)."""
 
   def __init__(self, path: str | os.PathLike):
     self.path = pathlib.Path(path)
+    self._events = None
+    self._purge_step = None
 
   def records(self) -> list[dict[str, Any]]:
     """Every complete record (a line cut by a kill is not one)."""
@@ -32,10 +37,26 @@ class MetricsLog:
     """Keeps the step records up to `step`: a resumed run logs later steps again."""
     kept = [r for r in self.records() if "event" not in r and r["step"] <= step]
     files.write_atomically(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+    # TensorBoard hides what earlier event files hold past the resumed step.
+    self._purge_step = step + 1
 
   def write(self, record: dict[str, Any]) -> None:
     with self.path.open("a") as f:
       f.write(json.dumps(record) + "\n")
+    if "event" in record:
+      return
+    if self._events is None:
+      from tensorboardX import SummaryWriter
+      self._events = SummaryWriter(str(self.path.parent), purge_step=self._purge_step)
+    for name, value in record.items():
+      if name != "step" and isinstance(value, (int, float)):
+        self._events.add_scalar(name, value, record["step"])
+
+  def close(self) -> None:
+    """Flushes the event files."""
+    if self._events is not None:
+      self._events.close()
+      self._events = None
 
 
 def plot(records: list[dict[str, Any]], path: str | os.PathLike, title: str) -> None:

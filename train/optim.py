@@ -32,7 +32,7 @@ def unit_schedule(config: TrainConfig) -> optax.Schedule:
 
 
 def make_optimizer(
-    config: TrainConfig,
+    config: TrainConfig, component_metrics: bool = True,
 ) -> Callable[[Any], optax.GradientTransformationExtraArgs]:
   """`peak_lr -> optimizer`: `config.optimizer` with `config.opt` overrides at
   learning rate `peak_lr * unit_schedule(count)`.
@@ -41,25 +41,50 @@ def make_optimizer(
   stores the peak given here (a sweep, one per run), and every `update`
   reads it back from the state, so the peak given to a transformation that
   only updates is never used. A step whose gradients are not finite leaves
-  parameters and state unchanged and is counted.
+  parameters and state unchanged and is counted. With `component_metrics`
+  the state also holds each component's norms of the last step
+  (:func:`layeropt_jax.with_component_metrics`).
   """
   injected = optax.inject_hyperparams(
       lambda peak_lr, schedule: get_optimizer(config.optimizer, peak_lr * schedule,
                                               **config.opt))
   shape = unit_schedule(config)
-  return lambda peak_lr: optax.apply_if_finite(
-      injected(**{PEAK_LR: peak_lr, SCHEDULE: shape}), config.max_consecutive_nonfinite)
+
+  def optimizer(peak_lr):
+    tx = optax.apply_if_finite(injected(**{PEAK_LR: peak_lr, SCHEDULE: shape}),
+                               config.max_consecutive_nonfinite)
+    return layeropt_jax.with_component_metrics(tx) if component_metrics else tx
+
+  return optimizer
+
+
+def _if_finite_state(opt_state: Any) -> optax.ApplyIfFiniteState:
+  if isinstance(opt_state, layeropt_jax.ComponentMetricsState):
+    return opt_state.inner_state
+  return opt_state
 
 
 def peak_lr(opt_state: Any) -> jax.Array:
   """The peak learning rate held by a state of :func:`make_optimizer`."""
-  return opt_state.inner_state.hyperparams[PEAK_LR]
+  return _if_finite_state(opt_state).inner_state.hyperparams[PEAK_LR]
 
 
 def learning_rate(opt_state: Any) -> jax.Array:
   """The learning rate of the update that produced `opt_state`."""
-  hyperparams = opt_state.inner_state.hyperparams
+  hyperparams = _if_finite_state(opt_state).inner_state.hyperparams
   return hyperparams[PEAK_LR] * hyperparams[SCHEDULE]
+
+
+def nonfinite_steps(opt_state: Any) -> jax.Array:
+  """How many steps `opt_state`'s optimizer skipped for non-finite gradients."""
+  return _if_finite_state(opt_state).total_notfinite
+
+
+def component_metrics(opt_state: Any) -> dict[str, jax.Array]:
+  """Each component's norms of the last step ({} without them)."""
+  if isinstance(opt_state, layeropt_jax.ComponentMetricsState):
+    return opt_state.metrics
+  return {}
 
 
 def label_summary(config: TrainConfig, params: Any) -> str:

@@ -133,16 +133,18 @@ class Trainer:
   The runs differ only in seed and peak learning rate (as a sweep's do, see
   `train.train.check_sweep`); the rest comes from `configs[0]`. `mesh`
   defaults to :func:`make_mesh`, `model_config` to the configs' model (a
-  test's own, smaller one, for instance).
+  test's own, smaller one, for instance). `component_metrics=False` leaves
+  out the per-component norms (`train.perf.trainer_step` times their cost).
   """
 
   def __init__(self, configs: Sequence[TrainConfig],
                mesh: jax.sharding.Mesh | None = None,
-               model_config: model_lib.Qwen3Config | None = None):
+               model_config: model_lib.Qwen3Config | None = None,
+               component_metrics: bool = True):
     config = configs[0]
     self.mesh = make_mesh() if mesh is None else mesh
     self.num_runs = len(configs)
-    self.tx = optim.make_optimizer(config)
+    self.tx = optim.make_optimizer(config, component_metrics)
     model_config = config.model_config if model_config is None else model_config
     self.grad_accum, self.loss_chunk = config.grad_accum, config.loss_chunk
     vmap_runs = config.vmap_runs
@@ -208,7 +210,8 @@ class Trainer:
     params = optax.apply_updates(state.params, updates)
     return TrainState(params, opt_state), {
         "loss": value, "lr": optim.learning_rate(opt_state),
-        "nonfinite_steps": opt_state.total_notfinite}
+        "nonfinite_steps": optim.nonfinite_steps(opt_state),
+        "components": optim.component_metrics(opt_state)}
 
   def global_batch(self, local_rows: np.ndarray) -> jax.Array:
     """This process's rows `[n, K, b, T + 1]` of the runs' global batches for

@@ -80,15 +80,26 @@ def preflight(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = N
   for config in configs:
     if config.workdir is None:
       raise ValueError("--workdir is required")
-    if config.data_dir is not None and not pathlib.Path(config.data_dir).is_dir():
-      raise ValueError(f"--data-dir {config.data_dir} does not exist")
+    if pathlib.Path(config.workdir).exists() and not pathlib.Path(config.workdir).is_dir():
+      raise ValueError(f"--workdir {config.workdir} is a file, not a directory")
+    if config.data_dir is not None:
+      if not pathlib.Path(config.data_dir).is_dir():
+        raise ValueError(f"--data-dir {config.data_dir} does not exist")
+      if config.data == "fineweb" and not any(pathlib.Path(config.data_dir).glob("*.parquet")):
+        raise ValueError(f"--data-dir {config.data_dir} holds no *.parquet files "
+                         "(FineWeb's parquet shards, with a text column)")
     if config.tokenizer is not None and not pathlib.Path(config.tokenizer).is_file():
       raise ValueError(f"--tokenizer {config.tokenizer} does not exist")
-    if config.init_from is not None and not (
-        pathlib.Path(config.init_from).is_file() and config.init_from.endswith(".safetensors")):
-      raise ValueError(f"--init-from {config.init_from} is not a .safetensors file")
-    # Unknown or out-of-range --opt values fail here, naming the argument.
-    get_optimizer(config.optimizer, config.lr, **config.opt)
+    if config.init_from is not None:
+      if not pathlib.Path(config.init_from).exists():
+        raise ValueError(f"--init-from {config.init_from} does not exist")
+      if not (pathlib.Path(config.init_from).is_file()
+              and config.init_from.endswith(".safetensors")):
+        raise ValueError(f"--init-from {config.init_from} is not a .safetensors file")
+    try:
+      get_optimizer(config.optimizer, config.lr, **config.opt)
+    except ValueError as e:  # an unknown, mistyped or out-of-range --opt value
+      raise ValueError(f"--optimizer {config.optimizer} --opt: {e}") from None
     checkpoint.check_workdir(config)
   if sweep_dir is not None:
     checkpoint.check_sweep_dir(sweep_dir, list(configs))
@@ -122,9 +133,11 @@ def train_sweep(configs: Sequence[TrainConfig], sweep_dir: str | os.PathLike,
 
 def steps_to_next_report(done: int, config: TrainConfig) -> int:
   """How many steps the next call trains: up to the next step that logs,
-  evaluates, checkpoints or ends the run, and at most `steps_per_call`."""
+  evaluates, checkpoints, starts or stops the profile or ends the run, and at
+  most `steps_per_call`."""
   periods = [p for p in (config.log_every, config.eval_every, config.checkpoint_every) if p]
-  next_report = min([config.steps] + [(done // p + 1) * p for p in periods])
+  profile = [s for s in config.profile_range or () if s > done]
+  next_report = min([config.steps, *profile] + [(done // p + 1) * p for p in periods])
   return min(next_report - done, config.steps_per_call)
 
 
@@ -180,24 +193,76 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
 
   bar = tqdm.tqdm(total=config.steps, initial=first, unit="step", disable=not (
       is_main and config.progress))
+  try:
+    state, val_loss = train_loop(config, configs, trainer, state, first, iterators,
+                                 checkpoints, logs, val_batches, bar, is_main,
+                                 start_time, setup_time, on_step)
+  except KeyboardInterrupt:
+    checkpoints.close()  # an async save in flight completes; none is left half-written
+    raise Interrupted(checkpoints.latest_step() or 0) from None
+  finally:
+    bar.close()
+    for log_file in logs:
+      log_file.close()
+  checkpoints.close()
+
+  if val_loss is None:  # resumed after the last checkpoint: nothing left to train
+    val_loss = trainer.evaluate(state.params, val_batches)
+  if is_main:
+    for k, c in enumerate(configs):
+      logs[k].write({"event": "done", "step": c.steps, "val_loss": float(val_loss[k]),
+                     "tokens": c.steps * c.tokens_per_step})
+      metrics.plot(logs[k].records(), pathlib.Path(c.workdir) / "loss_curve.png",
+                   f"{c.config} / {c.optimizer}, lr {c.lr:g}, seed {c.seed}")
+      log.info("done: validation loss %.4f after %d steps (%s tokens) in %.0f s; "
+               "%s holds metrics.jsonl, TensorBoard events, loss_curve.png, checkpoints/",
+               val_loss[k], c.steps, f"{c.steps * c.tokens_per_step:,}",
+               time.perf_counter() - start_time, c.workdir)
+  return [pathlib.Path(c.workdir) for c in configs]
+
+
+class Interrupted(Exception):
+  """Training stopped by Ctrl-C; `step` is the checkpoint a rerun resumes from."""
+
+  def __init__(self, step: int):
+    super().__init__(step)
+    self.step = step
+
+
+def train_loop(config, configs, trainer, state, first, iterators, checkpoints, logs,
+               val_batches, bar, is_main, start_time, setup_time, on_step):
+  """Steps `first`..`config.steps`: trains, logs, evaluates, checkpoints and
+  profiles; returns the final state and the last validation losses (None if
+  no step was left)."""
   val_loss = None
   last_time, last_step = time.perf_counter(), first
   i = first
   if on_step is not None:
     on_step(i)
+  profile, profiling = config.profile_range, False
   while i < config.steps:
+    if profile and i == profile[0] and is_main:  # (a run resumed past A has no trace)
+      jax.profiler.start_trace(str(pathlib.Path(config.workdir) / "profile"),
+                               create_perfetto_trace=True)
+      profiling = True
     n = steps_to_next_report(i, config)
     chunk = []
     for _ in range(n):
       rows = {seed: next(iterator) for seed, iterator in iterators.items()}
-      chunk.append([rows[seed] for seed in seeds])
+      chunk.append([rows[c.seed] for c in configs])
     state, out = trainer.train_steps(state, trainer.global_batch(np.asarray(chunk)))
     if i == first:
       jax.block_until_ready(out)
-      log.info("time to first step: %.1f s (data and setup %.1f s, compile and %d "
-               "steps %.1f s)", time.perf_counter() - start_time, setup_time, n,
-               time.perf_counter() - start_time - setup_time)
+      bar.write(f"time to first step: {time.perf_counter() - start_time:.1f} s (data "
+                f"and setup {setup_time:.1f} s, compile and {n} steps "
+                f"{time.perf_counter() - start_time - setup_time:.1f} s)", file=sys.stderr)
     i += n
+    if profiling and i == profile[1]:
+      jax.block_until_ready(state)
+      jax.profiler.stop_trace()
+      profiling = False
+      bar.write(f"profile of steps {profile[0] + 1}-{profile[1]}: "
+                f"{pathlib.Path(config.workdir) / 'profile'}", file=sys.stderr)
     evaluate = i == config.steps or (config.eval_every and i % config.eval_every == 0)
     if evaluate or i % config.log_every == 0:
       losses = np.asarray(out["loss"][-1])  # waits for the steps
@@ -208,7 +273,10 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
         record = {"step": i, "train_loss": float(losses[k]),
                   "lr": float(out["lr"][-1][k]),
                   "tokens": i * c.tokens_per_step, "step_time_s": step_time,
-                  "nonfinite_steps": int(out["nonfinite_steps"][-1][k])}
+                  "tokens_per_s": c.tokens_per_step / step_time,
+                  "nonfinite_steps": int(out["nonfinite_steps"][-1][k]),
+                  **{name: float(value[-1][k])
+                     for name, value in out["components"].items()}}
         if evaluate:
           record["val_loss"] = float(val_loss[k])
         if is_main:
@@ -222,18 +290,7 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
     bar.update(n)
     if on_step is not None:
       on_step(i)
-  bar.close()
-  checkpoints.close()
-
-  if val_loss is None:  # resumed after the last checkpoint: nothing left to train
-    val_loss = trainer.evaluate(state.params, val_batches)
-  if is_main:
-    for k, c in enumerate(configs):
-      logs[k].write({"event": "done", "step": c.steps, "val_loss": float(val_loss[k]),
-                     "tokens": c.steps * c.tokens_per_step})
-      metrics.plot(logs[k].records(), pathlib.Path(c.workdir) / "loss_curve.png",
-                   f"{c.config} / {c.optimizer}, lr {c.lr:g}, seed {c.seed}")
-  return [pathlib.Path(c.workdir) for c in configs]
+  return state, val_loss
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -245,6 +302,10 @@ def main(argv: list[str] | None = None) -> None:
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except Interrupted as e:
+    print(f"interrupted: rerun the same command to resume from step {e.step}",
+          file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from train.benchmark.methods import BY_NAME
 RESULTS = pathlib.Path("results")
 TARGET_TREE = "qwen3-134m"  # the targets are set on the reports' model size
 REGENERATE = ("python -m train.perf.optimizer_step && python -m train.perf.trainer_step "
-              "&& python -m train.perf.state_memory && python -m train.perf.report")
+              "&& python -m train.perf.state_memory && python -m train.perf.metrics_overhead "
+              "&& python -m train.perf.report")
 
 
 def _mark(ok: bool) -> str:
@@ -73,7 +74,8 @@ def state_memory_section(report: dict) -> list[str]:
   settings = ["float32", "mu bfloat16", "mu, nu bfloat16"]
   cell = lambda r, key: "-" if r is None or r[key] is None else f"{r[key]:.2f}"
   lines = [
-      f"Command: `{report['command']}`. `{report['tree']}` tree "
+      f"Command: `{report['command']}` ({report['machine']['processor']}). "
+      f"`{report['tree']}` tree "
       f"({report['params']:,} float32 parameters), bytes per parameter: the "
       "state is exact (`jax.eval_shape` of `init`); the step's temporaries are "
       "XLA's `memory_analysis` of the compiled CPU step. A step's peak is "
@@ -88,19 +90,37 @@ def state_memory_section(report: dict) -> list[str]:
   return lines
 
 
+def metrics_overhead_section(report: dict) -> list[str]:
+  lines = [
+      f"Command: `{report['command']}` ({report['machine']['processor']}, "
+      f"{report['machine']['cpus']} cores). The trainer's step (AdamW, float32, one "
+      "run, 10 steps per call) with `with_component_metrics` over the same step "
+      "without, timed interleaved; median of the per-repetition ratios.", "",
+      "| config | batch x seq | step time with / without | target <= 1.03 | "
+      "per-repetition ratios | XLA FLOPs with / without | XLA bytes accessed with / without |",
+      "|---|---|---|---|---|---|---|"]
+  for name, r in report["configs"].items():
+    lines.append(
+        f"| {name} | {r['batch']} x {r['seq_len']} | {r['time_ratio']:.3f} | "
+        f"{_mark(r['time_ratio'] <= 1.03)} | {' '.join(f'{x:.2f}' for x in r['ratios'])} | "
+        f"{r['flops_ratio']:.4f} | {r['bytes_accessed_ratio']:.4f} |")
+  return lines
+
+
 def main() -> None:
   optim = json.loads((RESULTS / "perf_optimizer_step.json").read_text())
   trainer = json.loads((RESULTS / "perf_trainer_step.json").read_text())
   state_memory = json.loads((RESULTS / "perf_state_memory.json").read_text())
+  overhead = json.loads((RESULTS / "perf_metrics_overhead.json").read_text())
   files.write_atomically(RESULTS / "perf.json", json.dumps(
-      {"optimizer_step": optim, "trainer": trainer, "state_memory": state_memory},
-      indent=1))
+      {"optimizer_step": optim, "trainer": trainer, "state_memory": state_memory,
+       "metrics_overhead": overhead}, indent=1))
   machine = optim["machine"]
   lines = [
       "# Performance", "",
       f"Machine: {machine['processor']}, {machine['cpus']} CPU cores, devices: "
       f"{machine['devices']} (Python {machine['python']}, jax {machine['jax']}, optax "
-      f"{machine['optax']}). A shared, noisy VM: every figure is a ratio measured side "
+      f"{machine['optax']}) unless a section names another. A shared, noisy VM: every figure is a ratio measured side "
       "by side in one run (median over repetitions); reruns move ratios by up to 7%. "
       "The `nano` tree fits in the CPU caches, so its bandwidth figures are cache, "
       "not memory, bandwidth; the targets are set on the 134M tree.",
@@ -108,6 +128,8 @@ def main() -> None:
       "## Optimizer step (update + apply_updates, jitted, donated)", "",
       *optimizer_section(optim),
       "## Trainer step", "", *trainer_section(trainer), "",
+      "## Per-component optimizer metrics", "",
+      *metrics_overhead_section(overhead), "",
       "## Moments in bfloat16 (`mu_dtype`, `nu_dtype`)", "",
       *state_memory_section(state_memory), "",
       "Each moment stored in bfloat16 saves 2 bytes per parameter of what the "

@@ -53,10 +53,11 @@ class JaxStep:
   """The trainer's steps for one run, `steps_per_call` per call as the
   trainer runs them, on fixed batches."""
 
-  def __init__(self, config_name: str, batch: int, seq: int):
+  def __init__(self, config_name: str, batch: int, seq: int,
+               component_metrics: bool = True):
     config = TrainConfig(config=config_name, optimizer="adamw", steps=1000, warmup=1,
                          batch_size=batch, seq_len=seq)
-    self.trainer = step.Trainer([config])
+    self.trainer = step.Trainer([config], component_metrics=component_metrics)
     self.steps_per_call = config.steps_per_call
     vocab = config.model_config.vocab_size
     tokens = np.random.default_rng(0).integers(
@@ -65,7 +66,8 @@ class JaxStep:
     self.state = self.trainer.init()
     # XLA counts a loop body once: the FLOPs of one step are those of a 1-step call.
     one_step = self.trainer.train_steps.lower(self.state, self.tokens[:1]).compile()
-    self.flops = one_step.cost_analysis()["flops"]
+    cost = one_step.cost_analysis()
+    self.flops, self.bytes_accessed = cost["flops"], cost["bytes accessed"]
 
   def time(self, iters: int) -> float:
     """Seconds per step over `iters` calls, after one untimed call."""
