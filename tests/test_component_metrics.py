@@ -128,3 +128,29 @@ def test_update_needs_params(problem):
   tx = layeropt_jax.with_component_metrics(optax.sgd(1e-2))
   with pytest.raises(ValueError, match="pass params to update"):
     tx.update(grads, tx.init(params))
+
+
+def test_exact_under_shard_map_data_parallelism(problem):
+  # Each device holds the replicated parameters and its batch shard's
+  # gradient; after pmean every device measures the same, global, numbers.
+  from functools import partial
+
+  params, grads = problem
+  devices = 4
+  mesh = jax.make_mesh((devices,), ("data",), devices=jax.devices()[:devices])
+  tx = layeropt_jax.with_component_metrics(layeropt_jax.lamvs(1e-2))
+  local = jax.tree.map(lambda g: jnp.stack([g * (1 + k) for k in range(devices)]), grads)
+
+  @jax.jit
+  @partial(jax.shard_map, mesh=mesh, in_specs=(P(), P("data"), P()), out_specs=P())
+  def parallel(params, local_grads, state):
+    mean = jax.lax.pmean(jax.tree.map(lambda g: g[0], local_grads), "data")
+    return tx.update(mean, state, params)[1].metrics
+
+  replicated = NamedSharding(mesh, P())
+  got = parallel(jax.device_put(params, replicated),
+                 jax.device_put(local, NamedSharding(mesh, P("data"))),
+                 jax.device_put(tx.init(params), replicated))
+  want = tx.update(jax.tree.map(lambda g: g.mean(0), local), tx.init(params), params)[1].metrics
+  for key in want:
+    np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=key)
