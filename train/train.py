@@ -194,9 +194,62 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
   bar = tqdm.tqdm(total=config.steps, initial=first, unit="step", disable=not (
       is_main and config.progress))
   try:
-    state, val_loss = train_loop(config, configs, trainer, state, first, iterators,
-                                 checkpoints, logs, val_batches, bar, is_main,
-                                 start_time, setup_time, on_step)
+    val_loss = None
+    last_time, last_step = time.perf_counter(), first
+    i = first
+    if on_step is not None:
+      on_step(i)
+    profile, profiling = config.profile_range, False
+    while i < config.steps:
+      if profile and i == profile[0] and is_main:  # (a run resumed past A has no trace)
+        jax.profiler.start_trace(str(pathlib.Path(config.workdir) / "profile"),
+                                 create_perfetto_trace=True)
+        profiling = True
+      n = steps_to_next_report(i, config)
+      chunk = []
+      for _ in range(n):
+        rows = {seed: next(iterator) for seed, iterator in iterators.items()}
+        chunk.append([rows[c.seed] for c in configs])
+      state, out = trainer.train_steps(state, trainer.global_batch(np.asarray(chunk)))
+      if i == first:
+        jax.block_until_ready(out)
+        bar.write(f"time to first step: {time.perf_counter() - start_time:.1f} s (data "
+                  f"and setup {setup_time:.1f} s, compile and {n} steps "
+                  f"{time.perf_counter() - start_time - setup_time:.1f} s)", file=sys.stderr)
+      i += n
+      if profiling and i == profile[1]:
+        jax.block_until_ready(state)
+        jax.profiler.stop_trace()
+        profiling = False
+        bar.write(f"profile of steps {profile[0] + 1}-{profile[1]}: "
+                  f"{pathlib.Path(config.workdir) / 'profile'}", file=sys.stderr)
+      evaluate = i == config.steps or (config.eval_every and i % config.eval_every == 0)
+      if evaluate or i % config.log_every == 0:
+        losses = np.asarray(out["loss"][-1])  # waits for the steps
+        step_time = (time.perf_counter() - last_time) / (i - last_step)
+        if evaluate:
+          val_loss = trainer.evaluate(state.params, val_batches)
+        for k, c in enumerate(configs):
+          record = {"step": i, "train_loss": float(losses[k]),
+                    "lr": float(out["lr"][-1][k]),
+                    "tokens": i * c.tokens_per_step, "step_time_s": step_time,
+                    "tokens_per_s": c.tokens_per_step / step_time,
+                    "nonfinite_steps": int(out["nonfinite_steps"][-1][k]),
+                    **{name: float(value[-1][k])
+                       for name, value in out["components"].items()}}
+          if evaluate:
+            record["val_loss"] = float(val_loss[k])
+          if is_main:
+            logs[k].write(record)
+        bar.set_postfix(loss=f"{losses.mean():.3f}",
+                        tok_s=f"{len(configs) * config.tokens_per_step / step_time:.0f}")
+        last_time, last_step = time.perf_counter(), i
+      if i % config.checkpoint_every == 0 or i == config.steps:
+        checkpoints.save(i, state, {str(seed): iterator.get_state()
+                                    for seed, iterator in iterators.items()})
+      bar.update(n)
+      if on_step is not None:
+        on_step(i)
   except KeyboardInterrupt:
     checkpoints.close()  # an async save in flight completes; none is left half-written
     raise Interrupted(checkpoints.latest_step() or 0) from None
@@ -227,70 +280,6 @@ class Interrupted(Exception):
   def __init__(self, step: int):
     super().__init__(step)
     self.step = step
-
-
-def train_loop(config, configs, trainer, state, first, iterators, checkpoints, logs,
-               val_batches, bar, is_main, start_time, setup_time, on_step):
-  """Steps `first`..`config.steps`: trains, logs, evaluates, checkpoints and
-  profiles; returns the final state and the last validation losses (None if
-  no step was left)."""
-  val_loss = None
-  last_time, last_step = time.perf_counter(), first
-  i = first
-  if on_step is not None:
-    on_step(i)
-  profile, profiling = config.profile_range, False
-  while i < config.steps:
-    if profile and i == profile[0] and is_main:  # (a run resumed past A has no trace)
-      jax.profiler.start_trace(str(pathlib.Path(config.workdir) / "profile"),
-                               create_perfetto_trace=True)
-      profiling = True
-    n = steps_to_next_report(i, config)
-    chunk = []
-    for _ in range(n):
-      rows = {seed: next(iterator) for seed, iterator in iterators.items()}
-      chunk.append([rows[c.seed] for c in configs])
-    state, out = trainer.train_steps(state, trainer.global_batch(np.asarray(chunk)))
-    if i == first:
-      jax.block_until_ready(out)
-      bar.write(f"time to first step: {time.perf_counter() - start_time:.1f} s (data "
-                f"and setup {setup_time:.1f} s, compile and {n} steps "
-                f"{time.perf_counter() - start_time - setup_time:.1f} s)", file=sys.stderr)
-    i += n
-    if profiling and i == profile[1]:
-      jax.block_until_ready(state)
-      jax.profiler.stop_trace()
-      profiling = False
-      bar.write(f"profile of steps {profile[0] + 1}-{profile[1]}: "
-                f"{pathlib.Path(config.workdir) / 'profile'}", file=sys.stderr)
-    evaluate = i == config.steps or (config.eval_every and i % config.eval_every == 0)
-    if evaluate or i % config.log_every == 0:
-      losses = np.asarray(out["loss"][-1])  # waits for the steps
-      step_time = (time.perf_counter() - last_time) / (i - last_step)
-      if evaluate:
-        val_loss = trainer.evaluate(state.params, val_batches)
-      for k, c in enumerate(configs):
-        record = {"step": i, "train_loss": float(losses[k]),
-                  "lr": float(out["lr"][-1][k]),
-                  "tokens": i * c.tokens_per_step, "step_time_s": step_time,
-                  "tokens_per_s": c.tokens_per_step / step_time,
-                  "nonfinite_steps": int(out["nonfinite_steps"][-1][k]),
-                  **{name: float(value[-1][k])
-                     for name, value in out["components"].items()}}
-        if evaluate:
-          record["val_loss"] = float(val_loss[k])
-        if is_main:
-          logs[k].write(record)
-      bar.set_postfix(loss=f"{losses.mean():.3f}",
-                      tok_s=f"{len(configs) * config.tokens_per_step / step_time:.0f}")
-      last_time, last_step = time.perf_counter(), i
-    if i % config.checkpoint_every == 0 or i == config.steps:
-      checkpoints.save(i, state, {str(seed): iterator.get_state()
-                                  for seed, iterator in iterators.items()})
-    bar.update(n)
-    if on_step is not None:
-      on_step(i)
-  return state, val_loss
 
 
 def main(argv: list[str] | None = None) -> None:
