@@ -8,58 +8,130 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from layeropt_jax import OPTIMIZERS
 from train.benchmark import methods, report, runner, suites
+from train.benchmark import plan as planning
 from train.config import TrainConfig
 
-from tests.helpers import REPO, records, run
+from tests.helpers import REPO, environment, records, run
 
-TINY_SUITE = suites.Suite(
-    "tiny",
-    train=dict(config="nano", batch_size=8, seq_len=32, steps=12, warmup=2, eval_every=6,
-               eval_batches=2, log_every=3, checkpoint_every=6),
-    methods=(suites.Variant("adamw", "adamw", center_lr=1e-2),
-             suites.Variant("ladm", "ladm", center_lr=1e-2)),
-    ablations=(suites.ABLATIONS[1],),  # LADM without its multipliers
-    grid_points=3, seeds=2, description="a test suite")
+SMOKE = suites.SUITES["smoke"]
 
 
 def test_the_nano_suite_meets_the_brief():
   suite = suites.SUITES["nano"]
   train = suite.train
   assert train["steps"] * train["batch_size"] * train["seq_len"] >= 4_000_000
-  assert (suite.grid_points, suite.grid_factor, suite.seeds) == (5, 2.0, 3)
+  assert (suite.grid_points, suite.grid_factor) == (5, 2.0)
+  assert (suite.lr_choice_points, suite.lr_choice_seeds, suite.seeds) == (2, 3, 8)
+  assert suite.data_multiples == (0.25, 0.5, 1.0, 2.0, 4.0)
+  assert suite.data_multiple_seeds == 3
   assert sorted(m.optimizer for m in suite.methods) == sorted(OPTIMIZERS)
   assert {a.parent for a in suite.ablations} == {"ladm", "lamvs", "aovs", "malao"}
   grid = suite.grid(2e-3)
   assert len(grid) == 5 and math.isclose(grid[2], 2e-3)
   assert all(math.isclose(b / a, 2.0) for a, b in zip(grid, grid[1:]))
+  # A data budget keeps the schedule's shape.
+  quarter = suite.config(suite.methods[0], 4e-3, 0, pathlib.Path("r"), 0.25)
+  assert (quarter.steps, quarter.warmup, quarter.eval_every) == (500, 50, 50)
+  assert quarter.final_lr_fraction == train["final_lr_fraction"]
 
 
-def test_a_grid_grows_past_its_edge_until_the_best_is_inside(monkeypatch):
+def simulate(suite, loss_of_config):
+  """Runs `suite`'s plan against `loss_of_config` instead of training:
+  returns the choices and every run the plan asked for, by stage."""
+  plan = planning.Plan(suite, pathlib.Path("runs"), {})
+  losses, stages = {}, []
+  loss = lambda config: losses.get(config.workdir)
+  while True:
+    choices = {m.name: plan.choose_lr(m, loss) for m in suite.methods}
+    pending = [c for choice in choices.values() for c in choice.pending]
+    if not pending:
+      break
+    stages.append(sorted((c.lr, c.seed) for c in pending if loss(c) is None))
+    losses.update({c.workdir: loss_of_config(c) for c in pending})
+  chosen = {name: choice.lr for name, choice in choices.items()}
+  for group in plan.final_groups(chosen):
+    losses.update({c.workdir: loss_of_config(c) for c in group})
+  return choices, stages, losses
+
+
+def test_a_grid_grows_past_its_edge_until_the_chosen_lr_is_inside():
   # A loss with its minimum at lr = 3e-2, far above the grid around 1e-3.
-  loss = lambda lr: (math.log(lr) - math.log(3e-2)) ** 2
-  monkeypatch.setattr(runner, "final_loss", lambda config: loss(config.lr))
-  trained = []
-  monkeypatch.setattr(runner.Runner, "train",
-                      lambda self, configs, extra=False: trained.append([c.lr for c in configs]))
-  suite = dataclasses.replace(TINY_SUITE, grid_points=5, max_extensions=6)
-  suite_runner = runner.Runner(suite, pathlib.Path("unused"), pathlib.Path("unused"), {})
-  best = suite_runner.run_grid(suites.Variant("adamw", "adamw", center_lr=1e-3))
-  lrs = sorted(lr for group in trained for lr in group)
-  assert trained[0] == pytest.approx(suite.grid(1e-3))
-  assert [len(g) for g in trained[1:]] == [1] * (len(trained) - 1)
-  assert lrs[0] < best < lrs[-1]
-  assert best == pytest.approx(3.2e-2)  # 1e-3 * 2^5, the grid point nearest 3e-2
+  suite = dataclasses.replace(SMOKE, methods=SMOKE.methods[:1], grid_points=5,
+                              max_extensions=6, ablations=(), data_multiples=())
+  choices, stages, _ = simulate(
+      dataclasses.replace(suite, methods=(suites.Variant("adamw", "adamw", center_lr=1e-3),)),
+      lambda c: (math.log(c.lr) - math.log(3e-2)) ** 2)
+  choice = choices["adamw"]
+  assert stages[0] == sorted((lr, 0) for lr in suite.grid(1e-3))
+  assert [len(s) for s in stages[1:-1]] == [1] * (len(stages) - 2)  # one point at a time
+  assert choice.lr == pytest.approx(3.2e-2)  # 1e-3 * 2^5, the grid point nearest 3e-2
+  assert min(choice.grid) < choice.lr < max(choice.grid)
+  # The two best points then get seeds 1 (SMOKE: two seeds) before the choice.
+  assert stages[-1] == sorted((lr, 1) for lr in choice.candidates)
+
+
+def test_the_lr_choice_takes_the_lower_mean_over_seeds_not_seed_0s_winner():
+  suite = dataclasses.replace(SMOKE, methods=SMOKE.methods[:1], grid_points=5,
+                              lr_choice_seeds=3, ablations=(), data_multiples=())
+  grid = suite.grid(1e-2)
+  # Seed 0 is lucky at grid[2]; over seeds 0-2, grid[1] is better.
+  table = {(grid[2], 0): 1.0, (grid[2], 1): 2.0, (grid[2], 2): 2.0,
+           (grid[1], 0): 1.5, (grid[1], 1): 1.5, (grid[1], 2): 1.5,
+           (grid[0], 0): 3.0, (grid[3], 0): 3.0, (grid[4], 0): 3.0}
+  choices, stages, _ = simulate(suite, lambda c: table.get((c.lr, c.seed), 5.0))
+  choice = choices["adamw"]
+  assert stages == [[(lr, 0) for lr in grid],
+                    [(grid[1], 1), (grid[1], 2), (grid[2], 1), (grid[2], 2)]]
+  assert choice.candidates == {grid[2]: [1.0, 2.0, 2.0], grid[1]: [1.5, 1.5, 1.5]}
+  assert choice.lr == grid[1]
+
+
+def test_a_chosen_lr_on_an_edge_extends_the_grid():
+  suite = dataclasses.replace(SMOKE, methods=SMOKE.methods[:1], ablations=(),
+                              data_multiples=())
+  low, mid, high = suite.grid(1e-2)
+  below = low / 2
+  # Seed 0 is best at `mid` (inside); seed 1 prefers `low`, an edge, so the
+  # grid grows to `below`, which is worse: `low` is chosen, now inside.
+  table = {(mid, 0): 1.0, (mid, 1): 3.0, (low, 0): 1.2, (low, 1): 1.2, (high, 0): 2.0,
+           (below, 0): 1.9}
+  choices, stages, _ = simulate(suite, lambda c: table.get((c.lr, c.seed), 5.0))
+  assert stages == [[(low, 0), (mid, 0), (high, 0)], [(low, 1), (mid, 1)], [(below, 0)]]
+  assert choices["adamw"].lr == low
+  assert sorted(choices["adamw"].grid) == [below, low, mid, high]
+
+
+def test_the_runs_after_the_choice_are_listed_once():
+  nano = suites.SUITES["nano"]
+  plan = planning.Plan(nano, pathlib.Path("runs"), {})
+  chosen = {m.name: 4e-3 for m in nano.methods}
+  groups = plan.final_groups(chosen)
+  workdirs = [c.workdir for group in groups for c in group]
+  assert len(workdirs) == len(set(workdirs))
+  # "lamvs without the decaying epsilon" is layer_adam at LAMVS's learning
+  # rate: the same runs as layer_adam's when both chose the same one.
+  assert len(groups) == len(nano.methods) + len(nano.ablations) - 1 + 4
+  assert sorted(c.steps for c in groups[-1]) == [8000] * 3
+
+
+def test_past_edge():
+  assert planning.past_edge([1.0, 2.0, 4.0], 2.0, 2.0) is None
+  assert planning.past_edge([1.0, 2.0, 4.0], 1.0, 2.0) == 0.5
+  assert planning.past_edge([1.0, 2.0, 4.0], 4.0, 2.0) == 8.0
+  # A diverged run is the worst, not a minimum.
+  assert planning.best_lr({1.0: 3.0, 2.0: 2.0, 4.0: math.nan}) == 2.0
 
 
 def test_the_suite_bar_counts_earlier_steps_but_rates_only_new_ones(monkeypatch):
-  steps = TINY_SUITE.train["steps"]
-  configs = [TINY_SUITE.config(TINY_SUITE.methods[0], lr, 0, pathlib.Path("runs"))
+  steps = SMOKE.train["steps"]
+  configs = [SMOKE.config(SMOKE.methods[0], lr, 0, pathlib.Path("runs"))
              for lr in (1e-3, 2e-3, 4e-3)]
   # The first run finished in an earlier invocation; the sweep of the other
   # two resumes from a checkpoint at half way.
@@ -70,23 +142,91 @@ def test_the_suite_bar_counts_earlier_steps_but_rates_only_new_ones(monkeypatch)
     for step in (steps // 2, steps - 1, steps):
       on_step(step)
   monkeypatch.setattr(runner, "train_sweep", resumed_sweep)
-  suite_runner = runner.Runner(TINY_SUITE, pathlib.Path("runs"), pathlib.Path("sweeps"), {})
-  suite_runner.bar.total = len(configs) * steps
+  suite_runner = runner.Runner(SMOKE, pathlib.Path("runs"), pathlib.Path("sweeps"), {})
   suite_runner.train(configs)
-  assert suite_runner.bar.n == suite_runner.bar.total
+  assert suite_runner.bar.n == len(configs) * steps
   assert suite_runner.bar.initial == steps + 2 * (steps // 2)
 
 
-def test_next_grid_lr():
-  assert runner.next_grid_lr({1.0: 3.0, 2.0: 2.0, 4.0: 2.5}, 2.0) is None
-  assert runner.next_grid_lr({1.0: 1.0, 2.0: 2.0, 4.0: 2.5}, 2.0) == 0.5
-  assert runner.next_grid_lr({1.0: 3.0, 2.0: 2.0, 4.0: 1.5}, 2.0) == 8.0
-  # A diverged run is the worst, not a minimum.
-  assert runner.next_grid_lr({1.0: 3.0, 2.0: 2.0, 4.0: math.nan}, 2.0) is None
+def test_a_data_multiple_must_keep_whole_steps():
+  with pytest.raises(ValueError, match="data multiple 0.25 of warmup=2 is not a whole"):
+    dataclasses.replace(SMOKE, data_multiples=(0.25,))
+
+
+def test_the_power_law_fit_and_the_data_multiples():
+  x = np.repeat([0.25, 0.5, 1.0, 2.0, 4.0], 3)
+  y = 0.8 * x ** -0.4 + 1.5 + np.tile([-1e-3, 0.0, 1e-3], 5)
+  a, b, c = report.power_law(x, y)
+  assert (a, b, c) == pytest.approx((0.8, 0.4, 1.5), rel=2e-2)
+  assert report.data_multiple(0.8 * 2 ** -0.4 + 1.5, (0.8, 0.4, 1.5)) == pytest.approx(2.0)
+  assert report.data_multiple(1.4, (0.8, 0.4, 1.5)) == math.inf  # below the floor
+  assert math.isnan(report.data_multiple(2.0, (-0.1, 0.4, 1.5)))  # loss rising with data
+
+
+def synthetic_variants(suite, loss_of_config):
+  """The `collect` of a suite whose runs all finished with these losses."""
+  _, _, losses = simulate(suite, loss_of_config)
+  variants = {}
+  for variant in suite.methods + suite.ablations:
+    runs = []
+    for multiple in {1.0, *suite.data_multiples}:
+      for workdir, loss in losses.items():
+        config = next((c for c in _configs(suite, variant, multiple) if c.workdir == workdir),
+                      None)
+        if config is not None:
+          runs.append({"lr": config.lr, "seed": config.seed, "data_multiple": multiple,
+                       "hash": suites.run_hash(config), "final_val_loss": loss,
+                       "val_curve": [[config.steps, loss]]})
+    variants[variant.name] = {"optimizer": variant.optimizer, "opt": variant.opt,
+                              "parent": variant.parent, "description": variant.description,
+                              "runs": runs}
+  return variants
+
+
+def _configs(suite, variant, multiple):
+  lrs = suite.grid(variant.center_lr or 1e-2)
+  lrs = [lrs[0] / 4, lrs[0] / 2, *lrs, lrs[-1] * 2, lrs[-1] * 4]
+  return [suite.config(variant, lr, seed, pathlib.Path("runs"), multiple)
+          for lr in lrs for seed in range(max(suite.seeds, suite.data_multiple_seeds))]
+
+
+def test_the_report_of_a_synthetic_suite():
+  """Methods whose losses are known: AdamW's follows 0.5 D^-0.3 + 2 in data,
+  LADM's is AdamW's at twice the data."""
+  suite = dataclasses.replace(SMOKE, train={**SMOKE.train, "steps": 16, "warmup": 4,
+                                            "eval_every": 8},
+                              methods=(*SMOKE.methods, suites.Variant("ladm", "ladm", center_lr=1e-2)),
+                              data_multiples=(0.25, 0.5, 1.0, 2.0, 4.0),
+                              data_multiple_seeds=3, seeds=8, lr_choice_seeds=3)
+  curve = lambda d: 0.5 * d ** -0.3 + 2.0
+
+  def loss(config):
+    data = config.steps / suite.train["steps"] * (2.0 if config.optimizer == "ladm" else 1.0)
+    bowl = (math.log(config.lr / 1e-2)) ** 2
+    noise = 1e-3 * ((config.seed * 7919 + round(config.lr * 1e6)) % 11 - 5) / 5
+    return curve(data) + bowl + noise + (0.05 if config.opt else 0.0)
+  variants = synthetic_variants(suite, loss)
+  rows = report.rows_of(suite, variants)
+  assert rows["adamw"]["lr"] == rows["ladm"]["lr"] == pytest.approx(1e-2)
+  assert len(rows["ladm"]["seeds"]) == 8 and rows["ladm"]["inside_grid"]
+  scaling = report.data_scaling(suite, variants, rows)
+  a, b, c = scaling["fit"]
+  assert (a, b, c) == pytest.approx((0.5, 0.3, 2.0), rel=0.05)
+  value, lo, hi = scaling["multiples"]["ladm"]
+  assert value == pytest.approx(2.0, rel=0.05) and lo < 2.0 < hi
+  assert scaling["multiples"]["adamw"][0] == pytest.approx(1.0, rel=0.05)
+  saved = {"command": "python -m train.benchmark --suite smoke", "git_commit": "x",
+           "machine": {"processor": "p", "cpus": 2, "jax": "j", "optax": "o"},
+           "variants": variants}
+  markdown = report.markdown(suite, rows, saved)
+  assert "In progress" not in markdown
+  ladm_claim = next(line for line in markdown.splitlines() if line.startswith("| LADM beats"))
+  assert ladm_claim.endswith(f"| {report._multiple(scaling, 'ladm')} |")
+  assert "| 4x | " in markdown and "b = 0.3" in markdown
 
 
 def test_the_run_hash_covers_what_a_run_computes():
-  config = TINY_SUITE.config(TINY_SUITE.methods[0], 1e-2, 0, pathlib.Path("a"))
+  config = SMOKE.config(SMOKE.methods[0], 1e-2, 0, pathlib.Path("a"))
   moved = dataclasses.replace(config, workdir="b", cache_dir="c", checkpoint_every=2)
   assert suites.run_hash(moved) == suites.run_hash(config)
   for change in (dict(lr=2e-2), dict(seed=1), dict(opt={"b1": 0.8}), dict(eval_every=3)):
@@ -121,47 +261,79 @@ def test_steps_to_reach_interpolates_the_seed_mean():
   assert report.steps_to_reach(curves, 1.0) is None
 
 
-def test_a_suite_runs_resumes_reports_and_reproduces_a_cell(tmp_path, monkeypatch):
+def test_two_workers_at_once_report_what_one_worker_does(tmp_path):
+  """The smoke suite (every phase) by one worker, then by two at once sharing
+  a runs directory: the same runs, bit for bit, and the same report. A rerun
+  trains nothing, and one cell reruns alone from the command it records."""
   cache = tmp_path / "tfds"
-  monkeypatch.setenv("TFDS_DATA_DIR", str(cache))
-  placement = {"cache_dir": str(cache)}
-  runs, sweeps, out = tmp_path / "runs", tmp_path / "sweeps", tmp_path / "results"
-  runner.run_suite(TINY_SUITE, runs, sweeps, placement)
+  # The workers load the programs the first run compiled (same programs, same
+  # numbers) instead of compiling them again.
+  env = {**environment(cache), "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
-  def no_training(*args, **kwargs):
-    raise AssertionError("a finished run was trained again")
-  monkeypatch.setattr(runner, "train_sweep", no_training)
-  runner.run_suite(TINY_SUITE, runs, sweeps, placement)  # everything cached
+  def benchmark(name, *flags):
+    return [sys.executable, "-m", "train.benchmark", "--suite", "smoke",
+            "--runs-dir", str(tmp_path / name / "runs"), "--out", str(tmp_path / name / "results"),
+            "--sweeps-dir", str(tmp_path / name / "sweeps"), "--poll-seconds", "0.5", *flags]
+  def run_benchmark(name, *flags):
+    result = subprocess.run(benchmark(name, *flags), cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+  run_benchmark("one")  # (also prepares the data cache the two share)
+  workers = [subprocess.Popen(benchmark("two", "--worker", f"{i}/2"), cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+  outputs = [w.communicate(timeout=900) for w in workers]
+  assert [w.returncode for w in workers] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+  # Each worker trained a share of the runs.
+  assert all("time to first step" in err for _, err in outputs)
 
-  variants = report.collect(TINY_SUITE, runs)
-  report.write(TINY_SUITE, variants, out, ["--suite", "tiny"])
-  written = json.loads((out / "tiny.json").read_text())
-  assert written["git_commit"] and written["machine"]["cpus"]
-  for name in ("adamw", "ladm"):
-    grid = [r for r in written["variants"][name]["runs"] if r["seed"] == 0]
-    best = min(grid, key=lambda r: r["final_val_loss"])["lr"]
-    assert min(r["lr"] for r in grid) < best < max(r["lr"] for r in grid)
-    seeds = [r["seed"] for r in written["variants"][name]["runs"] if r["lr"] == best]
-    assert sorted(seeds) == [0, 1]
-  ablation = written["variants"]["ladm without the multipliers"]["runs"]
-  assert sorted(r["seed"] for r in ablation) == [0, 1]
-  markdown = (out / "tiny.md").read_text()
-  for heading in ("Methods at their best learning rate", "The reports' claims",
-                  "Ablations", "Learning-rate grids"):
+  one, two = (json.loads((tmp_path / name / "results" / "smoke.json").read_text())
+              for name in ("one", "two"))
+  assert without_timing(one["variants"]) == without_timing(two["variants"])
+  assert ((tmp_path / "one" / "results" / "smoke.md").read_text()
+          == (tmp_path / "two" / "results" / "smoke.md").read_text())
+
+  markdown = (tmp_path / "one" / "results" / "smoke.md").read_text()
+  for heading in ("Methods at their chosen learning rate", "The reports' claims", "Ablations",
+                  "Data scaling of AdamW", "Learning-rate choice", "Learning-rate grids"):
     assert heading in markdown
-  assert "| LADM beats AdamW by 11% (4.386 vs 4.927) | 0.890 |" in markdown
-  assert (out / "tiny_curves.png").stat().st_size > 0
-  assert (out / "tiny_lr.png").stat().st_size > 0
+  assert "In progress" not in markdown
+  assert "| LADM beats AdamW by 11% (4.386 vs 4.927) | 0.890 | - | not measured yet |" in markdown
+  for plot in ("curves", "lr", "scaling"):
+    assert (tmp_path / "one" / "results" / f"smoke_{plot}.png").stat().st_size > 0
+  rows = report.rows_of(SMOKE, one["variants"])
+  for name in ("adamw", "adamw without weight decay"):
+    assert sorted(rows[name]["seeds"]) == [0, 1, 2]
+  budgets = {(r["data_multiple"], r["seed"]) for r in one["variants"]["adamw"]["runs"]
+             if math.isclose(r["lr"], rows["adamw"]["lr"])}
+  assert {(m, s) for m in (0.5, 1.0, 2.0) for s in (0, 1)} <= budgets
+
+  # A rerun finds every run finished and trains nothing.
+  metrics_files = sorted((tmp_path / "one" / "runs").glob("*/*/metrics.jsonl"))
+  before = [f.read_bytes() for f in metrics_files]
+  again = run_benchmark("one")
+  assert "time to first step" not in again.stderr
+  assert [f.read_bytes() for f in metrics_files] == before
 
   # One cell, rerun alone from the command the report gives for it.
-  cell = written["variants"]["ladm"]["runs"][0]
+  cell = one["variants"]["adamw without weight decay"]["runs"][0]
   workdir = tmp_path / "again"
   command = cell["command"].split()
   command[command.index("--workdir") + 1] = str(workdir)
   run(_python(command), cache)
-  again = records(workdir)[-1]
-  assert again["event"] == "done"
-  assert again["val_loss"] == pytest.approx(cell["final_val_loss"], rel=1e-5)
+  rerun = records(workdir)[-1]
+  assert rerun["event"] == "done"
+  assert rerun["val_loss"] == pytest.approx(cell["final_val_loss"], rel=1e-5)
+
+
+def without_timing(variants):
+  """The runs of a report but their wall-clock step times and commands (which
+  name the runs directory)."""
+  return {name: [{k: v for k, v in r.items() if k not in ("step_time_s", "command")}
+                 for r in v["runs"]] for name, v in variants.items()}
 
 
 def _python(command):
@@ -188,6 +360,17 @@ def test_the_paper_suite_dry_runs_on_cpu(tmp_path):
   assert (config.config, config.batch_size, config.data) == ("qwen3-134m", 512, "fineweb")
 
 
+def test_the_accelerator_suite_dry_runs_on_cpu(tmp_path):
+  result = run(_python(["python", "-m", "train.benchmark", "--suite", "accelerator",
+                        "--dry-run", "--sweeps-dir", str(tmp_path / "runs"),
+                        "--dry-run-batch-size", "2", "--dry-run-seq-len", "16"]),
+               tmp_path / "tfds")
+  assert "dry run of suite accelerator: 5 methods and 0 ablations configured" in result.stdout
+  suite = suites.SUITES["accelerator"]
+  assert [m.name for m in suite.methods] == ["adamw", "muon", "aovs", "ladm", "lamvs"]
+  assert (suite.train["config"], suite.grid_points, suite.seeds) == ("small", 3, 1)
+
+
 def test_a_suite_without_its_data_is_a_one_line_error(tmp_path):
   result = subprocess.run(
       _python(["python", "-m", "train.benchmark", "--suite", "paper", "--dry-run",
@@ -199,8 +382,9 @@ def test_a_suite_without_its_data_is_a_one_line_error(tmp_path):
 
 
 def test_the_committed_nano_report_is_its_committed_runs(monkeypatch):
-  """results/nano.{json,md} are what the report makes of results/runs/nano, and
-  every finished method's best learning rate lies strictly inside its grid."""
+  """results/nano.{json,md} are what the report makes of results/runs/nano;
+  every chosen learning rate lies strictly inside its grid, and once the
+  suite is complete every row has its seeds."""
   monkeypatch.chdir(REPO)
   suite = suites.SUITES["nano"]
   saved = json.loads(pathlib.Path("results/nano.json").read_text())
@@ -209,5 +393,7 @@ def test_the_committed_nano_report_is_its_committed_runs(monkeypatch):
   rows = report.rows_of(suite, variants)
   assert (report.markdown(suite, rows, saved)
           == pathlib.Path("results/nano.md").read_text())
-  outside = [m.name for m in suite.methods if m.name in rows and not rows[m.name]["inside_grid"]]
-  assert rows and not outside
+  assert not [m.name for m in suite.methods if m.name in rows and not rows[m.name]["inside_grid"]]
+  if report.missing_runs(suite, variants) == (0, 0):
+    assert all(len(row["seeds"]) >= suite.seeds for row in rows.values())
+    assert report.data_scaling(suite, variants, rows) is not None

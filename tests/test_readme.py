@@ -19,11 +19,12 @@ from train.config import from_args
 from tests.helpers import REPO, records
 
 README = REPO / "README.md"
-# What CI itself runs (.ci/run); the hours-long suite, which
-# tests/test_benchmark.py runs on a reduced budget; the 134M model's memory
+# What CI itself runs (.ci/run); the hours-long suite, and the smoke suite that
+# tests/test_benchmark.py runs in its place; the 134M model's memory
 # reports, which tests/test_scale.py runs on a small model.
 CI_STEPS = ("python3 -m venv", "pip install", "python -m pytest")
 LONG = {"python -m train.benchmark --suite nano",
+        "python -m train.benchmark --suite smoke",  # run by tests/test_benchmark.py
         "python -m train.memory --preset ladm-paper --devices 8",
         "python -m train.memory --preset ladm-paper --devices 1 --grad-accum 8 --remat"}
 

@@ -2,6 +2,7 @@
 
   python -m train.benchmark --suite nano                  # runs (or resumes), then reports
   python -m train.benchmark --suite nano --report-only    # the report from the runs so far
+  python -m train.benchmark --suite nano --worker 0/4     # one of 4 machines sharing results/runs
   python -m train.benchmark --suite paper --data-dir FINEWEB --tokenizer tokenizer.json --dry-run
 """
 
@@ -17,6 +18,17 @@ from train.benchmark.suites import SUITES
 from train.data import default_cache_dir
 
 
+def _worker(text: str) -> tuple[int, int]:
+  """`I/N` -> (I, N), 0 <= I < N."""
+  try:
+    worker, workers = (int(x) for x in text.split("/"))
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected I/N (e.g. 0/4), got {text!r}") from None
+  if not 0 <= worker < workers:
+    raise argparse.ArgumentTypeError(f"worker I of I/N must be in [0, N), got {text!r}")
+  return worker, workers
+
+
 def main(argv: list[str] | None = None) -> None:
   p = argparse.ArgumentParser(prog="python -m train.benchmark",
                               description=__doc__.splitlines()[0])
@@ -26,6 +38,12 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--sweeps-dir", default="runs/benchmark",
                  help="checkpoints of the groups of runs in training")
   p.add_argument("--out", default="results", help="where the report is written")
+  p.add_argument("--worker", default="0/1", type=_worker, metavar="I/N",
+                 help="train worker I's share of the suite's runs, N workers sharing "
+                      "--runs-dir (a SLURM array, one job per machine), waiting for "
+                      "the others' runs where a phase needs them")
+  p.add_argument("--poll-seconds", type=float, default=30.0,
+                 help="how often a waiting worker looks for the other workers' runs")
   p.add_argument("--report-only", action="store_true",
                  help="report the finished runs, train nothing")
   p.add_argument("--dry-run", action="store_true",
@@ -47,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
                      args.dry_run_batch_size, args.dry_run_seq_len)
       return
     if not args.report_only:
-      runner.run_suite(suite, runs_dir, pathlib.Path(args.sweeps_dir), placement)
+      runner.run_suite(suite, runs_dir, pathlib.Path(args.sweeps_dir), placement,
+                       *args.worker, poll_seconds=args.poll_seconds)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -1,5 +1,6 @@
 """The benchmark's report: `<suite>.json` (every run) and `<suite>.md` (tables,
-verdicts on the reports' claims, ablations) with two plots."""
+verdicts on the reports' claims, ablations, the baseline's data scaling)
+with three plots."""
 
 from __future__ import annotations
 
@@ -11,19 +12,22 @@ from typing import Any
 
 import jax
 import numpy as np
+import scipy.optimize
+import scipy.stats
 
 import layeropt_jax
 from train import files, model, provenance
 from train.benchmark.methods import REPORTED_ADAMW, Claim, claims
-from train.benchmark.runner import best_lr, finished, reproduce_command
-from train.benchmark.suites import Suite, run_hash
+from train.benchmark.plan import Loss, Plan
+from train.benchmark.runner import finished, reproduce_command
+from train.benchmark.suites import BASELINE, Suite, run_hash
 
-# Two-sided 95% quantiles of Student's t by degrees of freedom.
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365,
-        8: 2.306, 9: 2.262}
 NEAR = 0.01
 VERDICT_HEADER = ("| claim | reported ratio | measured ratio | verdict "
-                  "| reported ratio inside our CI |")
+                  "| reported ratio inside our CI | AdamW data to match |")
+# Bootstrap replicates of the data-scaling fit; a fixed seed keeps the report
+# a function of the runs.
+BOOTSTRAP = 1000
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -43,26 +47,37 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def collect(suite: Suite, runs_dir: pathlib.Path) -> dict[str, Any]:
-  """Every finished run of the suite found in `runs_dir`, by variant: the
-  grid (seed 0, every learning rate tried) and the seeds at the best LR."""
+  """Every finished run of the suite found in `runs_dir`, by variant: its
+  learning rate, seed and data multiple (of the suite's token budget)."""
+  multiples = {1.0, *suite.data_multiples}
   variants = {}
   for variant in suite.methods + suite.ablations:
     runs = []
     root = runs_dir / suite.name
     for run_json in sorted(root.glob("*/run.json")):
       saved = json.loads(run_json.read_text())
-      if saved["optimizer"] != variant.optimizer or saved["opt"] != variant.opt:
+      multiple = saved["steps"] / suite.train["steps"]
+      if (saved["optimizer"] != variant.optimizer or saved["opt"] != variant.opt
+          or multiple not in multiples):
         continue
-      config = suite.config(variant, saved["lr"], saved["seed"], runs_dir)
+      config = suite.config(variant, saved["lr"], saved["seed"], runs_dir, multiple)
       records = finished(config)
       if config.workdir != str(run_json.parent) or records is None:
         continue
-      runs.append({"lr": config.lr, "seed": config.seed, "hash": run_hash(config),
-                   "command": reproduce_command(config), **summarize(records)})
-    variants[variant.name] = {"optimizer": variant.optimizer, "opt": variant.opt,
-                              "parent": variant.parent, "description": variant.description,
-                              "runs": sorted(runs, key=lambda r: (r["seed"], r["lr"]))}
+      runs.append({"lr": config.lr, "seed": config.seed, "data_multiple": multiple,
+                   "hash": run_hash(config), "command": reproduce_command(config),
+                   **summarize(records)})
+    variants[variant.name] = {
+        "optimizer": variant.optimizer, "opt": variant.opt, "parent": variant.parent,
+        "description": variant.description,
+        "runs": sorted(runs, key=lambda r: (r["data_multiple"], r["seed"], r["lr"]))}
   return variants
+
+
+def loss_of(variants: dict[str, Any]) -> Loss:
+  """The final loss of a collected run by its configuration (`plan.Loss`)."""
+  by_hash = {r["hash"]: r["final_val_loss"] for v in variants.values() for r in v["runs"]}
+  return lambda config: by_hash.get(run_hash(config))
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
@@ -70,7 +85,8 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
   mean = statistics.fmean(values)
   if len(values) < 2:
     return mean, math.nan
-  return mean, _T95[len(values) - 1] * statistics.stdev(values) / math.sqrt(len(values))
+  t = scipy.stats.t.ppf(0.975, len(values) - 1)
+  return mean, float(t) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def _loss(run: dict[str, Any]) -> float:
@@ -78,15 +94,11 @@ def _loss(run: dict[str, Any]) -> float:
   return math.inf if loss != loss else loss
 
 
-def grid_best_lr(runs: list[dict[str, Any]]) -> float | None:
-  """The best learning rate of the grid (seed 0) of a variant's runs."""
-  grid = {r["lr"]: r["final_val_loss"] for r in runs if r["seed"] == 0}
-  return best_lr(grid) if grid else None
-
-
-def at_lr(runs: list[dict[str, Any]], lr: float) -> dict[int, dict[str, Any]]:
-  """The runs at learning rate `lr`, by seed."""
-  return {r["seed"]: r for r in runs if math.isclose(r["lr"], lr, rel_tol=1e-9)}
+def at_lr(runs: list[dict[str, Any]], lr: float,
+          data_multiple: float = 1.0) -> dict[int, dict[str, Any]]:
+  """The runs at learning rate `lr` and `data_multiple`, by seed."""
+  return {r["seed"]: r for r in runs if math.isclose(r["lr"], lr, rel_tol=1e-9)
+          and r["data_multiple"] == data_multiple}
 
 
 def paired_ratio(runs: dict[int, dict], baseline: dict[int, dict]) -> tuple[float, float, int]:
@@ -148,30 +160,119 @@ def state_bytes_per_param(config_name: str, optimizer: str, opt: dict[str, Any])
 
 
 def rows_of(suite: Suite, variants: dict[str, Any]) -> dict[str, dict[str, Any]]:
-  """One row per method with seeds at its best LR, and per ablation."""
-  methods = {m.name: m for m in suite.methods}
+  """One row per method whose learning rate is chosen, with its seeds there,
+  and per ablation whose parent's is."""
+  plan = Plan(suite, pathlib.Path(), {})
+  choices = {m.name: plan.choose_lr(m, loss_of(variants)) for m in suite.methods}
   rows: dict[str, dict[str, Any]] = {}
-  best = {name: grid_best_lr(variants[name]["runs"]) for name in methods}
   for name, v in variants.items():
-    lr = best[name] if name in methods else best.get(v["parent"])
-    if lr is None:
+    choice = choices.get(name) or choices[v["parent"]]
+    if choice.lr is None:
       continue
-    seeds = at_lr(v["runs"], lr)
-    if not seeds:
-      continue
+    seeds = at_lr(v["runs"], choice.lr)
     losses = [_loss(r) for r in seeds.values()]
     mean, half = mean_ci(losses)
-    grid = sorted((r["lr"], _loss(r)) for r in v["runs"] if r["seed"] == 0)
-    times = [r["step_time_s"] for s, r in seeds.items() if s > 0 and r["step_time_s"]]
-    rows[name] = {"lr": lr, "seeds": seeds, "mean": mean, "ci": half, "grid": grid,
-                  "inside_grid": len(grid) >= 3 and grid[0][0] < lr < grid[-1][0],
-                  "step_time_s": min(times) if times else None,
+    grid = sorted((r["lr"], _loss(r)) for r in v["runs"]
+                  if r["seed"] == 0 and r["data_multiple"] == 1.0)
+    rows[name] = {"lr": choice.lr, "seeds": seeds, "mean": mean, "ci": half, "grid": grid,
+                  "candidates": choice.candidates if name in choices else {},
+                  "inside_grid": len(grid) >= 3 and grid[0][0] < choice.lr < grid[-1][0],
                   "state_bytes_per_param": state_bytes_per_param(
                       suite.train["config"], v["optimizer"], v["opt"])}
   for name, row in rows.items():
     row["ratio_to"] = {other: paired_ratio(row["seeds"], rows[other]["seeds"])[:2]
-                       for other in rows if other != name and other in methods}
+                       for other in rows if other != name and other in choices}
   return rows
+
+
+def missing_runs(suite: Suite, variants: dict[str, Any]) -> tuple[int, int]:
+  """How many runs the suite still needs that are known now, and how many
+  methods' learning rates are still to choose (which will need more)."""
+  plan, loss = Plan(suite, pathlib.Path(), {}), loss_of(variants)
+  choices = {m.name: plan.choose_lr(m, loss) for m in suite.methods}
+  open_choices = [c for c in choices.values() if c.lr is None]
+  if open_choices:
+    return sum(loss(c) is None for choice in open_choices for c in choice.pending), \
+        len(open_choices)
+  groups = plan.final_groups({name: c.lr for name, c in choices.items()})
+  return sum(loss(c) is None for group in groups for c in group), 0
+
+
+def power_law(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+  """Least-squares `(a, b, c)` of `y = a * x^-b + c`.
+
+  For a fixed `b` the model is linear in `a` and `c`; the sum of squares is
+  minimised over `b` on a grid, then refined between the grid's neighbours.
+  """
+  def linear(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    u = x[None, :] ** -np.atleast_1d(b)[:, None]
+    du, dy = u - u.mean(1, keepdims=True), y - y.mean()
+    a = (du * dy).sum(1) / (du * du).sum(1)
+    c = y.mean() - a * u.mean(1)
+    return a, c, ((y - a[:, None] * u - c[:, None]) ** 2).sum(1)
+
+  grid = np.geomspace(1e-3, 4.0, 120)
+  i = int(np.argmin(linear(grid)[2]))
+  b = scipy.optimize.minimize_scalar(
+      lambda b: linear(b)[2][0], method="bounded",
+      bounds=(grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)])).x
+  a, c, _ = linear(b)
+  return float(a[0]), float(b), float(c[0])
+
+
+def data_multiple(loss: float, fit: tuple[float, float, float]) -> float:
+  """The data (a multiple of the suite's budget) at which the fitted
+  baseline reaches `loss`: infinite at or below the fit's floor `c`."""
+  a, b, c = fit
+  if a <= 0:
+    return math.nan
+  return (a / (loss - c)) ** (1 / b) if loss > c else math.inf
+
+
+def data_scaling(suite: Suite, variants: dict[str, Any],
+                 rows: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+  """The baseline's final losses over `suite.data_multiples` fitted by
+  `L(D) = a * D^-b + c` (D a multiple of the budget), and each row's loss as
+  the data multiple the baseline needs to reach it, with a 95% interval from
+  a bootstrap over the seeds of both (and so of the fit); None until every
+  budget has its seeds."""
+  baseline = rows.get(BASELINE)
+  if not suite.data_multiples or baseline is None:
+    return None
+  points = {m: [_loss(r) for r in at_lr(variants[BASELINE]["runs"], baseline["lr"], m).values()
+                if r["seed"] < suite.data_multiple_seeds] for m in suite.data_multiples}
+  if any(len(v) < suite.data_multiple_seeds for v in points.values()):
+    return None
+  x = np.repeat(list(points), [len(v) for v in points.values()]).astype(float)
+  y = np.concatenate([v for v in points.values()])
+  fit = power_law(x, y)
+  losses = {name: np.array([_loss(r) for r in row["seeds"].values()])
+            for name, row in rows.items()}
+  rng = np.random.default_rng(0)
+  draws = {name: [] for name in rows}
+  for _ in range(BOOTSTRAP):
+    y_star = np.concatenate([rng.choice(v, len(v)) for v in points.values()])
+    fit_star = power_law(x, y_star)
+    for name, values in losses.items():
+      draws[name].append(data_multiple(rng.choice(values, len(values)).mean(), fit_star))
+  multiples = {}
+  for name, values in losses.items():
+    lo, hi = np.percentile(draws[name], [2.5, 97.5]) if len(values) > 1 else (math.nan,) * 2
+    multiples[name] = (data_multiple(values.mean(), fit), float(lo), float(hi))
+  tokens = suite.train["steps"] * suite.train["batch_size"] * suite.train["seq_len"]
+  return {"fit": fit, "points": points, "multiples": multiples, "tokens": tokens,
+          "measured": (min(points), max(points))}
+
+
+def _multiple(scaling: dict[str, Any] | None, name: str) -> str:
+  """A row's data multiple and its interval, `-` where there is none."""
+  if scaling is None or name not in scaling["multiples"]:
+    return "-"
+  value, lo, hi = scaling["multiples"][name]
+  low, high = scaling["measured"]
+  beyond = "" if low <= value <= high else " (extrapolated)"
+  show = lambda v: "inf" if v == math.inf else _fmt(v, ".2f")
+  return f"{show(value)}x [{show(lo)}, {show(hi)}]{beyond}"
 
 
 def _fmt(x: float | None, spec: str = ".3f") -> str:
@@ -180,22 +281,31 @@ def _fmt(x: float | None, spec: str = ".3f") -> str:
 
 def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str:
   methods = [m.name for m in suite.methods if m.name in rows]
-  adamw = rows.get("adamw")
+  adamw = rows.get(BASELINE)
+  scaling = data_scaling(suite, report["variants"], rows)
   lines = [f"# Benchmark: suite `{suite.name}`", "",
            f"{suite.description}. Learning-rate grid of {suite.grid_points} points "
            f"spaced by {suite.grid_factor:g}x per method (seed 0), extended past an edge; "
-           f"{suite.seeds} seeds at each method's best learning rate (a seed fixes the "
+           f"the {suite.lr_choice_points} best grid points get seeds 0-"
+           f"{suite.lr_choice_seeds - 1} and the learning rate with the lower mean is "
+           f"chosen (and the grid extended again if it lies on an edge); then "
+           f"{suite.seeds} seeds at each method's chosen learning rate (a seed fixes the "
            "initialisation and the data order, so methods are compared seed by seed).", "",
-           f"Command: `{report['command']}` (resumable; see `{suite.name}.json` for every "
-           "run and the command that reproduces it alone).  ",
+           f"Command: `{report['command']}` (resumable, and `--worker I/N` shares it over "
+           f"machines; see `{suite.name}.json` for every run and the command that "
+           "reproduces it alone).  ",
            f"Revision: `{report['git_commit']}`. Machine: {report['machine']['processor']}, "
            f"{report['machine']['cpus']} CPUs, jax {report['machine']['jax']}, "
            f"optax {report['machine']['optax']}.", ""]
   done = len({r["hash"] for v in report["variants"].values() for r in v["runs"]})
-  if done < suite.planned_runs:
-    lines += [f"**In progress**: {done} of the {suite.planned_runs} planned runs (plus grid "
-              "extensions) have finished; rerun the command to continue. Rows below "
-              "cover the methods finished so far; `n` is the number of seeds.", ""]
+  missing, open_choices = missing_runs(suite, report["variants"])
+  if missing or open_choices:
+    lines += [f"**In progress**: {done} runs have finished and {missing} more are "
+              "needed by what is known now"
+              + (f", while {open_choices} methods' learning rates are still to choose"
+                 if open_choices else "")
+              + "; rerun the command to continue. Rows below cover the methods whose "
+              "learning rate is chosen; `n` is the number of seeds so far.", ""]
   else:
     lines += [f"Runs: {done}.", ""]
   if suite.scale_note:
@@ -206,35 +316,36 @@ def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str
   if adamw:
     adamw_steps = steps_to_reach([r["val_curve"] for r in adamw["seeds"].values()],
                                  adamw_target)
-  lines += ["## Methods at their best learning rate", "",
+  lines += ["## Methods at their chosen learning rate", "",
             "Final validation loss (nats/token) as mean +- 95% CI over seeds; the "
-            "difference to AdamW and the ratio are paired by seed. Steps to AdamW: the "
-            "first step at which the seed-mean validation curve reaches AdamW's final "
-            "loss (speedup = AdamW's steps / these). Step time: the fastest logged "
-            "interval (50 steps) of the seed runs, relative to AdamW's; a shared "
-            "machine whose load varied during the suite only slows steps, but "
-            "`results/perf.md` holds the controlled optimizer-step ratios.", "",
-            "| method | best LR | inside grid | final val loss | vs AdamW | ratio | "
-            "state B/param | step time vs AdamW | steps to AdamW's loss | speedup |",
+            "difference to AdamW and the ratio are paired by seed. AdamW data to "
+            "match: the token budget, as a multiple of this suite's, at which AdamW's "
+            "fitted scaling curve reaches the method's mean loss (\"Data scaling\" "
+            "below), with a 95% bootstrap interval. Steps to AdamW: the first step at "
+            "which the seed-mean validation curve reaches AdamW's final loss (speedup = "
+            "AdamW's steps / these). Step times are not compared here: this suite's "
+            "runs ran on more than one machine; `results/perf.md` holds the controlled "
+            "optimizer-step ratios.", "",
+            "| method | LR | inside grid | final val loss | vs AdamW | ratio | "
+            "AdamW data to match | state B/param | steps to AdamW's loss | speedup |",
             "|---|---|---|---|---|---|---|---|---|---|"]
   for name in sorted(methods, key=lambda n: rows[n]["mean"]):
     row = rows[name]
     diff = ratio = "-"
-    if adamw and name != "adamw":
+    if adamw and name != BASELINE:
       seeds = sorted(set(row["seeds"]) & set(adamw["seeds"]))
       d_mean, d_half = mean_ci([_loss(row["seeds"][s]) - _loss(adamw["seeds"][s])
                                 for s in seeds])
-      r_mean, r_half = row["ratio_to"]["adamw"]
+      r_mean, r_half = row["ratio_to"][BASELINE]
       diff = f"{d_mean:+.3f} +- {_fmt(d_half)}"
       ratio = f"{r_mean:.4f} +- {_fmt(r_half, '.4f')}"
     reach = steps_to_reach([r["val_curve"] for r in row["seeds"].values()],
                            adamw_target) if adamw_target else None
-    time = (row["step_time_s"] / adamw["step_time_s"]
-            if adamw and row["step_time_s"] and adamw["step_time_s"] else None)
     lines.append(
         f"| {name} | {row['lr']:.3g} | {'yes' if row['inside_grid'] else 'no'} | "
         f"{row['mean']:.4f} +- {_fmt(row['ci'], '.4f')} (n={len(row['seeds'])}) | "
-        f"{diff} | {ratio} | {row['state_bytes_per_param']:.2f} | {_fmt(time, '.2f')} | "
+        f"{diff} | {ratio} | {_multiple(scaling, name)} | "
+        f"{row['state_bytes_per_param']:.2f} | "
         f"{_fmt(reach, '.0f') if reach else 'not reached'} | "
         f"{_fmt(adamw_steps / reach, '.2f') if reach and adamw_steps else '-'} |")
 
@@ -245,24 +356,25 @@ def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str
             f"*near* is confirmed when the CI lies within 1 +- {NEAR:g} and refuted when "
             "it lies outside; *best* is confirmed when every other method's ratio to it "
             "lies above 1. Otherwise: inconclusive. The verdict tests the direction "
-            "of a claim; the last column tests its size: whether the reported ratio "
-            "lies inside our CI.", "",
-            VERDICT_HEADER, "|---|---|---|---|---|"]
+            "of a claim; the reported ratio inside our CI tests its size; AdamW data to "
+            "match says what the method's loss is worth in AdamW's tokens.", "",
+            VERDICT_HEADER, "|---|---|---|---|---|---|"]
   for method, claim in claims():
     row = rows.get(method)
     reported = claim.reported / REPORTED_ADAMW
     if row is None or adamw is None:
-      lines.append(f"| {claim.text} | {reported:.3f} | - | not measured yet | - |")
+      lines.append(f"| {claim.text} | {reported:.3f} | - | not measured yet | - | - |")
       continue
-    r_mean, r_half = row["ratio_to"]["adamw"]
+    r_mean, r_half = row["ratio_to"][BASELINE]
     inside = "yes" if abs(reported - r_mean) <= r_half else "no"
     lines.append(f"| {claim.text} | {reported:.3f} | "
                  f"{r_mean:.4f} +- {_fmt(r_half, '.4f')} | "
-                 f"**{verdict(method, claim, r_mean, r_half, rows)}** | {inside} |")
+                 f"**{verdict(method, claim, r_mean, r_half, rows)}** | {inside} | "
+                 f"{_multiple(scaling, method)} |")
 
   ablations = [a for a in suite.ablations if a.name in rows]
   lines += ["", "## Ablations", "",
-            "Each at its parent method's best learning rate, every seed; the ratio is "
+            "Each at its parent method's chosen learning rate, every seed; the ratio is "
             "ablation / parent, paired by seed (above 1: the removed part helped).", "",
             "| ablation | what changes | LR | final val loss | ratio to parent |",
             "|---|---|---|---|---|"]
@@ -274,7 +386,47 @@ def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str
       r_mean, r_half, _ = paired_ratio(row["seeds"], parent["seeds"])
       ratio = f"{r_mean:.4f} +- {_fmt(r_half, '.4f')}"
     lines.append(f"| {a.name} | {a.description} | {row['lr']:.3g} | "
-                 f"{row['mean']:.4f} +- {_fmt(row['ci'], '.4f')} | {ratio} |")
+                 f"{row['mean']:.4f} +- {_fmt(row['ci'], '.4f')} (n={len(row['seeds'])}) "
+                 f"| {ratio} |")
+
+  if suite.data_multiples:
+    lines += ["", "## Data scaling of AdamW", ""]
+    if scaling is None:
+      lines.append("Not measured yet: AdamW's learning rate or some of its "
+                   f"{suite.data_multiple_seeds} seeds at each data multiple are missing.")
+    else:
+      a, b, c = scaling["fit"]
+      lines += [
+          f"AdamW at its chosen learning rate ({adamw['lr']:.3g}) and this suite's "
+          "schedule shape (warm-up and evaluations scaled with the steps), trained for "
+          + ", ".join(f"{m:g}x" for m in suite.data_multiples)
+          + f" the suite's {scaling['tokens']:,} tokens, {suite.data_multiple_seeds} seeds "
+          "each. Least-squares fit of the final validation loss to "
+          f"`L(D) = a * D^-b + c`, D in multiples of the budget: a = {a:.4f}, "
+          f"b = {b:.3f}, c = {c:.4f}. A method's data multiple is the D at which the "
+          "fit reaches its mean loss; its interval is the 2.5-97.5 percentiles over "
+          f"{BOOTSTRAP} bootstrap replicates that resample the seeds at every budget "
+          "(refitting the curve) and the method's seeds. Outside the measured "
+          f"{scaling['measured'][0]:g}x-{scaling['measured'][1]:g}x the multiple is "
+          "an extrapolation; `inf` means below the fit's floor c.", "",
+          "| data multiple | tokens | final val loss (seeds) | mean | fit |",
+          "|---|---|---|---|---|"]
+      for m, values in scaling["points"].items():
+        lines.append(f"| {m:g}x | {round(m * scaling['tokens']):,} | "
+                     + ", ".join(f"{v:.4f}" for v in values)
+                     + f" | {statistics.fmean(values):.4f} | {a * m ** -b + c:.4f} |")
+      lines += ["", f"![AdamW's data scaling]({suite.name}_scaling.png)"]
+
+  lines += ["", "## Learning-rate choice", "",
+            f"The {suite.lr_choice_points} best grid points (by seed 0) with the mean "
+            f"+- 95% CI of seeds 0-{suite.lr_choice_seeds - 1}; the lower mean is "
+            "chosen.", "",
+            "| method | points (LR: mean over seeds) | chosen LR |", "|---|---|---|"]
+  for name in methods:
+    points = ", ".join(
+        f"{lr:.3g}: {_fmt(mean_ci(v)[0], '.4f')} +- {_fmt(mean_ci(v)[1], '.4f')}"
+        for lr, v in sorted(rows[name]["candidates"].items()))
+    lines.append(f"| {name} | {points} | {rows[name]['lr']:.3g} |")
 
   lines += ["", "## Learning-rate grids (seed 0, final validation loss)", "",
             "| method | grid |", "|---|---|"]
@@ -287,7 +439,8 @@ def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str
   return "\n".join(lines)
 
 
-def plots(suite: Suite, rows: dict[str, dict], out: pathlib.Path) -> None:
+def plots(suite: Suite, rows: dict[str, dict], scaling: dict[str, Any] | None,
+          out: pathlib.Path) -> None:
   from matplotlib import colormaps
   from matplotlib.figure import Figure
 
@@ -324,20 +477,50 @@ def plots(suite: Suite, rows: dict[str, dict], out: pathlib.Path) -> None:
          title=f"suite {suite.name}: learning-rate grids")
   save(fig, ax, 1.0, out / f"{suite.name}_lr.png")
 
+  if scaling is None:
+    return
+  fig = Figure(figsize=(9, 6))
+  ax = fig.subplots()
+  a, b, c = scaling["fit"]
+  for m, values in scaling["points"].items():
+    ax.plot([m] * len(values), values, "o", color="k", alpha=0.5)
+  shown = [v for v, _, _ in scaling["multiples"].values() if math.isfinite(v)]
+  x = np.geomspace(min(scaling["measured"][0], *shown) / 1.2,
+                   max(scaling["measured"][1], *shown) * 1.2, 200)
+  ax.plot(x, a * x ** -b + c, "k-", label=f"AdamW fit: {a:.3f} D^-{b:.3f} + {c:.3f}")
+  for i, name in enumerate(methods):
+    value, lo, hi = scaling["multiples"][name]
+    if name == BASELINE or not math.isfinite(value):
+      continue
+    err = [[value - lo], [hi - value]] if math.isfinite(lo) and math.isfinite(hi) else None
+    ax.errorbar([value], [rows[name]["mean"]], xerr=err, fmt="s", color=colors(i),
+                capsize=3, label=f"{name}: {value:.2f}x")
+  ax.set_xscale("log")
+  ax.set(xlabel="tokens, as a multiple of the suite's budget",
+         ylabel="final validation loss (nats/token)",
+         title=f"suite {suite.name}: AdamW's data scaling (dots: seeds) and the data "
+               "it needs to match each method")
+  ax.legend(fontsize=8, ncol=2)
+  fig.tight_layout()
+  fig.savefig(out / f"{suite.name}_scaling.png", dpi=100)
+
 
 def write(suite: Suite, variants: dict[str, Any], out: pathlib.Path,
           argv: list[str]) -> None:
-  """Writes `<out>/<suite>.json`, `<suite>.md` and the two plots."""
+  """Writes `<out>/<suite>.json`, `<suite>.md` and the plots."""
   import flax
   out.mkdir(parents=True, exist_ok=True)
   report = {"suite": suite.name, "description": suite.description,
             "train": suite.train, "grid_points": suite.grid_points,
-            "grid_factor": suite.grid_factor, "seeds": suite.seeds,
+            "grid_factor": suite.grid_factor, "lr_choice_points": suite.lr_choice_points,
+            "lr_choice_seeds": suite.lr_choice_seeds, "seeds": suite.seeds,
+            "data_multiples": list(suite.data_multiples),
+            "data_multiple_seeds": suite.data_multiple_seeds,
             "git_commit": provenance.git_commit(), "flax": flax.__version__,
             "variants": variants}
   report = provenance.write_report(out / f"{suite.name}.json", "train.benchmark", argv,
                                    report)
   rows = rows_of(suite, variants)
   files.write_atomically(out / f"{suite.name}.md", markdown(suite, rows, report))
-  plots(suite, rows, out)
+  plots(suite, rows, data_scaling(suite, variants, rows), out)
   print(f"wrote {out / (suite.name + '.md')}")

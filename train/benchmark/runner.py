@@ -1,27 +1,27 @@
-"""Trains a suite: each method's grid, its seeds at the best LR, the ablations.
+"""Trains a suite's runs (`plan` decides which), alone or as one of N workers.
 
-For every method: a learning-rate grid (`grid_points` points spaced by
-`grid_factor`, seed 0), extended past an edge until the best point is inside;
-then the other seeds at the best learning rate; then the ablations at their
-parent method's best learning rate, every seed. The runs of one grid (or one
-seed group) train together in one program (`train.train.train_sweep`); the
-checkpoints of the groups in training live in `<sweeps-dir>`.
+The runs of one group (a grid, a set of seeds) train together in one program
+(`train.train.train_sweep`); the checkpoints of the groups in training live
+in `<sweeps-dir>`. Worker I of N trains the groups it owns, a deterministic
+share, and waits for the others' by watching the shared runs directory: N
+machines sharing `<runs-dir>` run one suite together, and any of them can be
+restarted (its groups resume from their checkpoints).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import dataclasses
 import hashlib
-import math
 import pathlib
 import shlex
+import time
 from typing import Any
 
 import tqdm
 
 from train import metrics
-from train.benchmark.suites import Suite, Variant
+from train.benchmark.plan import Plan
+from train.benchmark.suites import Suite
 from train.config import PLACEMENT, TrainConfig, fields_of, flag
 from train.train import preflight, train_sweep
 
@@ -49,40 +49,28 @@ def finished(config: TrainConfig) -> list[dict[str, Any]] | None:
   return records if records and records[-1].get("event") == "done" else None
 
 
-def final_loss(config: TrainConfig) -> float:
-  return finished(config)[-1]["val_loss"]
-
-
-def best_lr(losses: Mapping[float, float]) -> float:
-  """The learning rate of the lowest of `losses` (lr -> final loss); a
-  diverged run (NaN) counts as the worst."""
-  return min(losses, key=lambda lr: (math.isnan(losses[lr]), losses[lr]))
-
-
-def next_grid_lr(losses: dict[float, float], factor: float) -> float | None:
-  """The learning rate to add when the best of `losses` (lr -> final loss) is
-  at an edge of the grid, else None."""
-  ordered = sorted(losses)
-  best = best_lr(losses)
-  if best == ordered[0]:
-    return best / factor
-  if best == ordered[-1]:
-    return best * factor
-  return None
+def final_loss(config: TrainConfig) -> float | None:
+  """The final validation loss of a finished run, None if it has not finished."""
+  records = finished(config)
+  return records[-1]["val_loss"] if records else None
 
 
 class Runner:
-  """Trains a suite's runs in groups, skipping finished ones, with one
-  progress bar (and ETA) over the whole suite."""
+  """Trains worker `worker` of `workers`'s groups of a suite, skipping
+  finished runs, with one progress bar (and ETA) over its share."""
 
   def __init__(self, suite: Suite, runs_dir: pathlib.Path, sweeps_dir: pathlib.Path,
-               placement: dict[str, Any]):
-    self.suite, self.runs_dir, self.placement = suite, runs_dir, placement
-    self.sweeps_dir = sweeps_dir
+               placement: dict[str, Any], worker: int = 0, workers: int = 1,
+               poll_seconds: float = 30.0):
+    self.suite, self.sweeps_dir = suite, sweeps_dir
+    self.plan = Plan(suite, runs_dir, placement)
+    self.worker, self.workers, self.poll_seconds = worker, workers, poll_seconds
+    self.waiting_for = None
+    name = f"suite {suite.name}" + (f" worker {worker}/{workers}" if workers > 1 else "")
     # smoothing=0: the ETA is the average rate since start over the steps
     # trained by this invocation only (see `count_earlier`).
-    self.bar = tqdm.tqdm(total=suite.planned_runs * suite.train["steps"], unit="step",
-                         desc=f"suite {suite.name}", smoothing=0)
+    self.bar = tqdm.tqdm(total=self.plan.planned_steps() // workers, unit="step",
+                         desc=name, smoothing=0)
 
   def count_earlier(self, steps: int) -> None:
     """Advances the bar by steps an earlier invocation trained, leaving them
@@ -90,14 +78,10 @@ class Runner:
     self.bar.initial += steps
     self.bar.update(steps)
 
-  def config(self, variant: Variant, lr: float, seed: int) -> TrainConfig:
-    return self.suite.config(variant, lr, seed, self.runs_dir, **self.placement)
-
-  def train(self, configs: list[TrainConfig], extra: bool = False) -> None:
+  def train(self, configs: list[TrainConfig]) -> None:
     """Trains the unfinished runs of `configs` together."""
-    steps = self.suite.train["steps"]
-    if extra:
-      self.bar.total += len(configs) * steps
+    steps = configs[0].steps
+    self.bar.total = max(self.bar.total, self.bar.n + len(configs) * steps)
     todo = [c for c in configs if finished(c) is None]
     self.count_earlier((len(configs) - len(todo)) * steps)
     if not todo:
@@ -115,45 +99,58 @@ class Runner:
     group = hashlib.sha256("".join(sorted(c.workdir for c in todo)).encode()).hexdigest()
     train_sweep(todo, self.sweeps_dir / self.suite.name / group[:16], on_step=advance)
 
-  def run_grid(self, method: Variant) -> float:
-    """Runs the grid of `method` (seed 0), extending it past an edge."""
-    lrs = self.suite.grid(method.center_lr)
-    self.train([self.config(method, lr, 0) for lr in lrs])
-    for _ in range(self.suite.max_extensions):
-      losses = {lr: final_loss(self.config(method, lr, 0)) for lr in lrs}
-      lr = next_grid_lr(losses, self.suite.grid_factor)
-      if lr is None:
-        break
-      lrs.append(lr)
-      self.train([self.config(method, lr, 0)], extra=True)
-    return best_lr({lr: final_loss(self.config(method, lr, 0)) for lr in lrs})
+  def run_phase(self, name: str, groups: list[tuple[int, list[TrainConfig]]]) -> bool:
+    """Trains the unfinished groups this worker owns (`(owner key, runs)`:
+    worker `key % workers` owns them). Returns whether it trained any."""
+    mine = [runs for key, runs in groups if key % self.workers == self.worker
+            and any(finished(c) is None for c in runs)]
+    for runs in mine:
+      self.train(runs)
+    return bool(mine)
+
+  def wait(self, what: str, configs: list[TrainConfig]) -> None:
+    """Waits a while for other workers to finish `configs`."""
+    missing = sum(finished(c) is None for c in configs)
+    if missing != self.waiting_for:
+      self.bar.write(f"worker {self.worker}/{self.workers}: waiting for {missing} "
+                     f"runs of {what} on other workers")
+      self.waiting_for = missing
+    time.sleep(self.poll_seconds)
 
 
 def run_suite(suite: Suite, runs_dir: pathlib.Path, sweeps_dir: pathlib.Path,
-              placement: dict[str, Any]) -> None:
-  """Each method's grid then its seeds at the best LR; then the ablations."""
-  runner = Runner(suite, runs_dir, sweeps_dir, placement)
-  best = {}
-  for method in suite.methods:
-    best[method.name] = runner.run_grid(method)
-    runner.train([runner.config(method, best[method.name], seed)
-                  for seed in range(1, suite.seeds)])
-  for ablation in suite.ablations:
-    runner.train([runner.config(ablation, best[ablation.parent], seed)
-                  for seed in range(suite.seeds)])
+              placement: dict[str, Any], worker: int = 0, workers: int = 1,
+              poll_seconds: float = 30.0) -> None:
+  """Every method's learning-rate choice; then its seeds, the ablations and
+  the baseline's data budgets. Returns once every run has finished."""
+  runner = Runner(suite, runs_dir, sweeps_dir, placement, worker, workers, poll_seconds)
+  while True:  # until every learning rate is chosen
+    choices = [(i, runner.plan.choose_lr(m, final_loss)) for i, m in enumerate(suite.methods)]
+    pending = [(i + choice.stage, choice.pending) for i, choice in choices
+               if choice.lr is None]
+    if not pending:
+      break
+    if not runner.run_phase("learning rates", pending):
+      runner.wait("the learning-rate choices", [c for _, runs in pending for c in runs])
+  chosen = {m.name: choice.lr for m, (_, choice) in zip(suite.methods, choices)}
+  groups = list(enumerate(runner.plan.final_groups(chosen)))
+  runner.run_phase("seeds", groups)
+  everything = [c for _, runs in groups for c in runs]
+  while any(finished(c) is None for c in everything):
+    runner.wait("the seeds and budgets", everything)
   runner.bar.close()
 
 
 def dry_run(suite: Suite, runs_dir: pathlib.Path, placement: dict[str, Any],
             batch_size: int, seq_len: int) -> None:
-  """Builds and preflights every run configuration of the suite's grids
-  (each optimizer built), then trains one step of its first method on a tiny
-  batch."""
+  """Builds and preflights every run configuration of the suite's grids,
+  seeds, ablations and data budgets (each optimizer built), then trains one
+  step of its first method on a tiny batch."""
+  plan = Plan(suite, runs_dir, placement)
   for method in suite.methods:
-    preflight([suite.config(method, lr, 0, runs_dir, **placement)
-               for lr in suite.grid(method.center_lr)])
-  for ablation in suite.ablations:
-    preflight([suite.config(ablation, 1e-3, 0, runs_dir, **placement)])
+    preflight([plan.config(method, lr, 0) for lr in suite.grid(method.center_lr)])
+  for group in plan.final_groups({m.name: m.center_lr for m in suite.methods}):
+    preflight(group)
   tiny = dataclasses.replace(
       suite, name=f"{suite.name}-dry-run",
       train={**suite.train, "batch_size": batch_size, "seq_len": seq_len, "steps": 1,

@@ -23,7 +23,7 @@ class Variant:
   """One row of the benchmark: an optimizer with keyword overrides.
 
   A method has `center_lr`, the middle of its grid; an ablation has `parent`,
-  the method whose best learning rate it runs at.
+  the method whose chosen learning rate it runs at.
   """
   name: str
   optimizer: str
@@ -40,6 +40,10 @@ def run_hash(config: TrainConfig) -> str:
   return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# The method every other is compared with, and whose data scaling is fitted.
+BASELINE = "adamw"
+
+
 @dataclasses.dataclass(frozen=True)
 class Suite:
   """A model, data and token budget, the methods and ablations to run on it."""
@@ -47,28 +51,41 @@ class Suite:
   train: dict[str, Any]  # TrainConfig fields shared by every run
   methods: tuple[Variant, ...]
   ablations: tuple[Variant, ...] = ()
-  grid_points: int = 5
-  grid_factor: float = 2.0
-  seeds: int = 3
-  max_extensions: int = 4
+  grid_points: int = 5  # learning rates of a method's first grid (seed 0)
+  grid_factor: float = 2.0  # the ratio of neighbouring grid learning rates
+  max_extensions: int = 4  # grid points a method may add past an edge
+  lr_choice_points: int = 2  # best grid points that get `lr_choice_seeds` seeds
+  lr_choice_seeds: int = 3  # seeds whose mean loss chooses among those points
+  seeds: int = 8  # seeds at each method's chosen learning rate and of each ablation
+  # The baseline's token budgets, as multiples of `train["steps"]`, whose final
+  # losses fit L(D) = a * D^-b + c; empty: no fit.
+  data_multiples: tuple[float, ...] = ()
+  data_multiple_seeds: int = 3  # seeds at each of `data_multiples`
   description: str = ""
   scale_note: str = ""  # how the scale differs from the reports', what that allows
 
-  @property
-  def planned_runs(self) -> int:
-    """Runs without grid extensions."""
-    return (len(self.methods) * (self.grid_points + self.seeds - 1)
-            + len(self.ablations) * self.seeds)
+  def __post_init__(self):
+    for multiple in self.data_multiples:
+      for field in ("steps", "warmup", "eval_every"):
+        if self.train[field] * multiple != round(self.train[field] * multiple):
+          raise ValueError(f"suite {self.name}: data multiple {multiple:g} of "
+                           f"{field}={self.train[field]} is not a whole number of steps")
 
   def grid(self, center: float) -> list[float]:
     half = (self.grid_points - 1) / 2
     return [center * self.grid_factor ** (i - half) for i in range(self.grid_points)]
 
   def config(self, variant: Variant, lr: float, seed: int, runs_dir: pathlib.Path,
-             **placement: Any) -> TrainConfig:
-    """The run of `variant` at `lr` and `seed`, in its cache directory."""
+             data_multiple: float = 1.0, **placement: Any) -> TrainConfig:
+    """The run of `variant` at `lr` and `seed`, in its cache directory;
+    `data_multiple` scales the steps, the warm-up and the evaluation period
+    (the schedule's shape is kept)."""
+    train = dict(self.train)
+    if data_multiple != 1.0:
+      for field in ("steps", "warmup", "eval_every"):
+        train[field] = round(train[field] * data_multiple)
     config = TrainConfig(optimizer=variant.optimizer, opt=dict(variant.opt), lr=lr,
-                         seed=seed, progress=False, **self.train, **placement)
+                         seed=seed, progress=False, **train, **placement)
     return dataclasses.replace(config, workdir=str(runs_dir / self.name / run_hash(config)))
 
 
@@ -99,7 +116,7 @@ SUITES = {
         train=dict(config="nano", data="python_stdlib", batch_size=16, seq_len=128,
                    steps=2000, warmup=200, schedule="cosine", final_lr_fraction=0.1,
                    eval_every=200, eval_batches=32, log_every=50, checkpoint_every=500),
-        methods=_methods(), ablations=ABLATIONS,
+        methods=_methods(), ablations=ABLATIONS, data_multiples=(0.25, 0.5, 1.0, 2.0, 4.0),
         description="nano Qwen3 (1.05M parameters, vocabulary 2048) on the Python "
                     "standard library corpus, 2000 steps of 16 x 128 tokens (4.1M "
                     "tokens, 1.09 passes over the 3.77M-token train split), cosine "
@@ -120,6 +137,23 @@ SUITES = {
             "with the reports' (other data, tokenizer and model); and step-count "
             "hyperparameters (LADM's 500-step alpha warm-up, LAMVS's decaying epsilon) "
             "act over a 2000-step run, not a 10k-step one.")),
+    "accelerator": Suite(
+        "accelerator",
+        train=dict(config="small", data="python_stdlib", batch_size=32, seq_len=256,
+                   steps=800, warmup=80, schedule="cosine", final_lr_fraction=0.1,
+                   dtype="bfloat16", eval_every=100, eval_batches=16, log_every=50,
+                   checkpoint_every=400),
+        # Centred on the nano suite's learning rates of these methods.
+        methods=tuple(Variant(name, name, center_lr=lr) for name, lr in (
+            ("adamw", 4e-3), ("muon", 1.6e-2), ("aovs", 8e-3), ("ladm", 4e-3),
+            ("lamvs", 4e-3))),
+        grid_points=3, max_extensions=0, lr_choice_points=1, lr_choice_seeds=1, seeds=1,
+        description="small Qwen3 (19M parameters, vocabulary 8192) on the Python "
+                    "standard library in bfloat16, 800 steps of 32 x 256 tokens (6.6M "
+                    "tokens), AdamW, Muon, AOVS, LADM and LAMVS at 3 learning rates "
+                    "each, one seed: a second scale, sized by its FLOPs (1.1 TFLOP "
+                    "per run-step, 15 runs) to run in about 8 minutes on one "
+                    "H100/H200-class GPU, the runs of a method vmapped together"),
     "small": Suite(
         "small",
         train=dict(config="small", data="python_stdlib", batch_size=32, seq_len=256,
@@ -135,4 +169,18 @@ SUITES = {
         description="the reports' setup: Qwen3 134M on FineWeb, batch 512 x 1024 "
                     "tokens, 10k steps (5.2B tokens), warm-up 800, grids centred on "
                     "the reports' learning rates"),
+    # A minute on CPU through every phase (grid, learning-rate choice, seeds, an
+    # ablation, data budgets): a check of the machinery, and of a multi-worker
+    # setup before a long suite.
+    "smoke": Suite(
+        "smoke",
+        train=dict(config="nano", batch_size=8, seq_len=32, steps=12, warmup=2,
+                   eval_every=6, eval_batches=2, log_every=3, checkpoint_every=6),
+        methods=(Variant("adamw", "adamw", center_lr=1e-2),),
+        ablations=(Variant("adamw without weight decay", "adamw",
+                           opt={"weight_decay": 0.0}, parent="adamw",
+                           description="AdamW's decoupled weight decay 0"),),
+        grid_points=3, max_extensions=1, lr_choice_seeds=2, seeds=3,
+        data_multiples=(0.5, 1.0, 2.0), data_multiple_seeds=2,
+        description="a check of the machinery: nano Qwen3, 12 steps of 8 x 32 tokens"),
 }
