@@ -2,7 +2,6 @@
 run over every name of `get_optimizer`; complex parameters; the injection
 of `get_optimizer` and of callable labels; `nu_dtype`."""
 
-import functools
 
 import chex
 import jax

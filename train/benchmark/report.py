@@ -264,6 +264,10 @@ def data_scaling(suite: Suite, variants: dict[str, Any],
           "measured": (min(points), max(points))}
 
 
+def _seeds(n: int) -> str:
+  return "seed 0" if n == 1 else f"seeds 0-{n - 1}"
+
+
 def _multiple(scaling: dict[str, Any] | None, name: str) -> str:
   """A row's data multiple and its interval, `-` where there is none."""
   if scaling is None or name not in scaling["multiples"]:
@@ -286,8 +290,8 @@ def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str
   lines = [f"# Benchmark: suite `{suite.name}`", "",
            f"{suite.description}. Learning-rate grid of {suite.grid_points} points "
            f"spaced by {suite.grid_factor:g}x per method (seed 0), extended past an edge; "
-           f"the {suite.lr_choice_points} best grid points get seeds 0-"
-           f"{suite.lr_choice_seeds - 1} and the learning rate with the lower mean is "
+           f"the {suite.lr_choice_points} best grid points get "
+           f"{_seeds(suite.lr_choice_seeds)} and the learning rate with the lower mean is "
            f"chosen (and the grid extended again if it lies on an edge); then "
            f"{suite.seeds} seeds at each method's chosen learning rate (a seed fixes the "
            "initialisation and the data order, so methods are compared seed by seed).", "",
@@ -419,8 +423,7 @@ def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str
 
   lines += ["", "## Learning-rate choice", "",
             f"The {suite.lr_choice_points} best grid points (by seed 0) with the mean "
-            f"+- 95% CI of seeds 0-{suite.lr_choice_seeds - 1}; the lower mean is "
-            "chosen.", "",
+            f"+- 95% CI of {_seeds(suite.lr_choice_seeds)}; the lower mean is chosen.", "",
             "| method | points (LR: mean over seeds) | chosen LR |", "|---|---|---|"]
   for name in methods:
     points = ", ".join(
