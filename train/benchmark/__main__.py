@@ -1,4 +1,4 @@
-"""The optimizer benchmark: every method tuned on one budget, seeds at its best LR.
+"""The optimizer benchmark: every method tuned on one budget, seeds at its chosen LR.
 
   python -m train.benchmark --suite nano                  # runs (or resumes), then reports
   python -m train.benchmark --suite nano --report-only    # the report from the runs so far

@@ -56,8 +56,8 @@ def final_loss(config: TrainConfig) -> float | None:
 
 
 class Runner:
-  """Trains worker `worker` of `workers`'s groups of a suite, skipping
-  finished runs, with one progress bar (and ETA) over its share."""
+  """Trains the groups of a suite's runs that worker `worker` of `workers`
+  owns, skipping finished runs, with one progress bar (and ETA) over them."""
 
   def __init__(self, suite: Suite, runs_dir: pathlib.Path, sweeps_dir: pathlib.Path,
                placement: dict[str, Any], worker: int = 0, workers: int = 1,
@@ -99,7 +99,7 @@ class Runner:
     group = hashlib.sha256("".join(sorted(c.workdir for c in todo)).encode()).hexdigest()
     train_sweep(todo, self.sweeps_dir / self.suite.name / group[:16], on_step=advance)
 
-  def run_phase(self, name: str, groups: list[tuple[int, list[TrainConfig]]]) -> bool:
+  def run_phase(self, groups: list[tuple[int, list[TrainConfig]]]) -> bool:
     """Trains the unfinished groups this worker owns (`(owner key, runs)`:
     worker `key % workers` owns them). Returns whether it trained any."""
     mine = [runs for key, runs in groups if key % self.workers == self.worker
@@ -130,11 +130,11 @@ def run_suite(suite: Suite, runs_dir: pathlib.Path, sweeps_dir: pathlib.Path,
                if choice.lr is None]
     if not pending:
       break
-    if not runner.run_phase("learning rates", pending):
+    if not runner.run_phase(pending):
       runner.wait("the learning-rate choices", [c for _, runs in pending for c in runs])
   chosen = {m.name: choice.lr for m, (_, choice) in zip(suite.methods, choices)}
   groups = list(enumerate(runner.plan.final_groups(chosen)))
-  runner.run_phase("seeds", groups)
+  runner.run_phase(groups)
   everything = [c for _, runs in groups for c in runs]
   while any(finished(c) is None for c in everything):
     runner.wait("the seeds and budgets", everything)
