@@ -154,9 +154,10 @@ SUITES = {
         description="small Qwen3 (19M parameters, vocabulary 8192) on the Python "
                     "standard library in bfloat16, 800 steps of 32 x 256 tokens (6.6M "
                     "tokens), AdamW, Muon, AOVS, LADM and LAMVS at 3 learning rates "
-                    "each, one seed: a second scale, sized by its FLOPs (1.1 TFLOP "
-                    "per run-step, 15 runs) to run in about 8 minutes on one "
-                    "H100/H200-class GPU, the runs of a method vmapped together"),
+                    "each, one seed, the runs of a method vmapped together: a second "
+                    "scale, sized to about 8 minutes on one H100/H200-class GPU (12 "
+                    "PFLOP in all, 1.0 TFLOP per run-step, which at 5-10% of the GPU's "
+                    "bfloat16 peak and a compilation per method takes 5 to 8 minutes)"),
     "small": Suite(
         "small",
         train=dict(config="small", data="python_stdlib", batch_size=32, seq_len=256,
