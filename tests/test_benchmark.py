@@ -1,5 +1,6 @@
 """The benchmark: grids, caching, resuming, the report, reproducing a cell."""
 
+import argparse
 import dataclasses
 import functools
 import json
@@ -119,6 +120,15 @@ def test_the_runs_after_the_choice_are_listed_once():
   # rate: the same runs as layer_adam's when both chose the same one.
   assert len(groups) == len(nano.methods) + len(nano.ablations) - 1 + 4
   assert sorted(c.steps for c in groups[-1]) == [8000] * 3
+
+
+def test_the_worker_flag_is_i_of_n():
+  from train.benchmark.__main__ import _worker
+  assert _worker("3/4") == (3, 4)
+  for bad, message in (("4/4", "must be in \\[0, N\\), got '4/4'"),
+                       ("a/4", "expected I/N \\(e.g. 0/4\\), got 'a/4'")):
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+      _worker(bad)
 
 
 def test_past_edge():

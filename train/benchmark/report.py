@@ -467,7 +467,7 @@ def plots(suite: Suite, rows: dict[str, dict], scaling: dict[str, Any] | None,
     ax.plot(steps, values.mean(0), color=colors(i), label=f"{name} ({rows[name]['lr']:.2g})")
     ax.fill_between(steps, values.min(0), values.max(0), color=colors(i), alpha=0.2)
   ax.set(xlabel="step", ylabel="validation loss (nats/token)",
-         title=f"suite {suite.name}: best LR per method, band = min..max over seeds")
+         title=f"suite {suite.name}: chosen LR per method, band = min..max over seeds")
   save(fig, ax, 0.8, out / f"{suite.name}_curves.png")
 
   fig = Figure(figsize=(9, 6))
