@@ -499,6 +499,8 @@ def plots(suite: Suite, rows: dict[str, dict], scaling: dict[str, Any] | None,
     ax.errorbar([value], [rows[name]["mean"]], xerr=err, fmt="s", color=colors(i),
                 capsize=3, label=f"{name}: {value:.2f}x")
   ax.set_xscale("log")
+  ax.set_xticks(list(scaling["points"]), [f"{m:g}x" for m in scaling["points"]])
+  ax.minorticks_off()
   ax.set(xlabel="tokens, as a multiple of the suite's budget",
          ylabel="final validation loss (nats/token)",
          title=f"suite {suite.name}: AdamW's data scaling (dots: seeds) and the data "

@@ -186,5 +186,5 @@ SUITES = {
                            description="AdamW's decoupled weight decay 0"),),
         grid_points=3, max_extensions=1, lr_choice_seeds=2, seeds=3,
         data_multiples=(0.5, 1.0, 2.0), data_multiple_seeds=2,
-        description="a check of the machinery: nano Qwen3, 12 steps of 8 x 32 tokens"),
+        description="A check of the machinery: nano Qwen3, 12 steps of 8 x 32 tokens"),
 }
