@@ -136,7 +136,7 @@ def test_past_edge():
   assert planning.past_edge([1.0, 2.0, 4.0], 1.0, 2.0) == 0.5
   assert planning.past_edge([1.0, 2.0, 4.0], 4.0, 2.0) == 8.0
   # A diverged run is the worst, not a minimum.
-  assert planning.best_lr({1.0: 3.0, 2.0: 2.0, 4.0: math.nan}) == 2.0
+  assert planning.ranked({1.0: 3.0, 2.0: 2.0, 4.0: math.nan}) == [2.0, 1.0, 4.0]
 
 
 def test_the_suite_bar_counts_earlier_steps_but_rates_only_new_ones(monkeypatch):

@@ -31,10 +31,10 @@ from train.config import TrainConfig
 Loss = Callable[[TrainConfig], float | None]
 
 
-def best_lr(losses: Mapping[float, float]) -> float:
-  """The learning rate of the lowest of `losses` (lr -> loss); a diverged
-  run (NaN) counts as the worst."""
-  return min(losses, key=lambda lr: (math.isnan(losses[lr]), losses[lr]))
+def ranked(losses: Mapping[float, float]) -> list[float]:
+  """The learning rates of `losses` (lr -> loss) from the lowest loss; a
+  diverged run (NaN) counts as the worst."""
+  return sorted(losses, key=lambda lr: (math.isnan(losses[lr]), losses[lr]))
 
 
 def past_edge(lrs: list[float], lr: float, factor: float) -> float | None:
@@ -76,6 +76,13 @@ class Plan:
     """The learning rate of `method`, or the runs its choice waits for."""
     suite = self.suite
     lrs = suite.grid(method.center_lr)
+
+    def beyond(lr: float) -> float | None:
+      """The point to add past `lr` if it lies on an edge and the grid may grow."""
+      if len(lrs) - suite.grid_points >= suite.max_extensions:
+        return None
+      return past_edge(lrs, lr, suite.grid_factor)
+
     stage = 0
     while True:
       runs = [self.config(method, lr, 0) for lr in lrs]
@@ -83,21 +90,18 @@ class Plan:
         return LrChoice({}, {}, None, stage, runs)
       grid = {lr: loss(c) for lr, c in zip(lrs, runs)}
       stage += 1
-      extend = past_edge(lrs, best_lr(grid), suite.grid_factor)
-      if extend is not None and len(lrs) - suite.grid_points < suite.max_extensions:
-        lrs.append(extend)
+      if (extension := beyond(ranked(grid)[0])) is not None:
+        lrs.append(extension)
         continue
-      top = sorted(grid, key=lambda lr: (math.isnan(grid[lr]), grid[lr]))
       runs = {lr: [self.config(method, lr, seed) for seed in range(suite.lr_choice_seeds)]
-              for lr in top[:suite.lr_choice_points]}
+              for lr in ranked(grid)[:suite.lr_choice_points]}
       if any(loss(c) is None for seeds in runs.values() for c in seeds):
         return LrChoice(grid, {}, None, stage, [c for seeds in runs.values() for c in seeds])
       candidates = {lr: [loss(c) for c in seeds] for lr, seeds in runs.items()}
-      chosen = best_lr({lr: statistics.fmean(v) for lr, v in candidates.items()})
+      chosen = ranked({lr: statistics.fmean(v) for lr, v in candidates.items()})[0]
       stage += 1
-      extend = past_edge(lrs, chosen, suite.grid_factor)
-      if extend is not None and len(lrs) - suite.grid_points < suite.max_extensions:
-        lrs.append(extend)
+      if (extension := beyond(chosen)) is not None:
+        lrs.append(extension)
         continue
       return LrChoice(grid, candidates, chosen, stage, [])
 
