@@ -131,6 +131,23 @@ def test_the_worker_flag_is_i_of_n():
       _worker(bad)
 
 
+def test_ctrl_c_of_a_suite_says_how_to_resume(monkeypatch, tmp_path, capsys):
+  from train.benchmark import __main__ as cli
+  from train.train import Interrupted
+
+  def interrupted(*args, **kwargs):
+    raise Interrupted(400)
+
+  monkeypatch.setattr(runner, "run_suite", interrupted)
+  with pytest.raises(SystemExit) as exit_:
+    cli.main(["--suite", "smoke", "--runs-dir", str(tmp_path), "--out", str(tmp_path)])
+  assert exit_.value.code == 130
+  assert capsys.readouterr().err == (
+      "interrupted: rerun the same command to resume; finished runs are kept, "
+      "the group in training resumes from step 400\n")
+  assert not list(tmp_path.iterdir())  # no report of a suite cut short
+
+
 def test_past_edge():
   assert planning.past_edge([1.0, 2.0, 4.0], 2.0, 2.0) is None
   assert planning.past_edge([1.0, 2.0, 4.0], 1.0, 2.0) == 0.5

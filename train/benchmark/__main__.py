@@ -16,6 +16,7 @@ import sys
 from train.benchmark import report, runner
 from train.benchmark.suites import SUITES
 from train.data import default_cache_dir
+from train.train import Interrupted
 
 
 def _worker(text: str) -> tuple[int, int]:
@@ -70,6 +71,10 @@ def main(argv: list[str] | None = None) -> None:
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except Interrupted as e:
+    print(f"interrupted: rerun the same command to resume; finished runs are kept, "
+          f"the group in training resumes from step {e.step}", file=sys.stderr)
+    sys.exit(130)
   # The report is the suite's, however it was (re)generated.
   report.write(suite, report.collect(suite, runs_dir), pathlib.Path(args.out),
                ["--suite", args.suite])
