@@ -233,10 +233,11 @@ def test_the_report_of_a_synthetic_suite():
     noise = 1e-3 * ((config.seed * 7919 + round(config.lr * 1e6)) % 11 - 5) / 5
     return curve(data) + bowl + noise + (0.05 if config.opt else 0.0)
   variants = synthetic_variants(suite, loss)
-  rows = report.rows_of(suite, variants)
+  findings = report.analyse(suite, variants)
+  rows, scaling = findings.rows, findings.scaling
+  assert findings.complete
   assert rows["adamw"]["lr"] == rows["ladm"]["lr"] == pytest.approx(1e-2)
   assert len(rows["ladm"]["seeds"]) == 8 and rows["ladm"]["inside_grid"]
-  scaling = report.data_scaling(suite, variants, rows)
   a, b, c = scaling["fit"]
   assert (a, b, c) == pytest.approx((0.5, 0.3, 2.0), rel=0.05)
   value, lo, hi = scaling["multiples"]["ladm"]
@@ -245,7 +246,7 @@ def test_the_report_of_a_synthetic_suite():
   saved = {"command": "python -m train.benchmark --suite smoke", "git_commit": "x",
            "machine": {"processor": "p", "cpus": 2, "jax": "j", "optax": "o"},
            "variants": variants}
-  markdown = report.markdown(suite, rows, saved)
+  markdown = report.markdown(suite, findings, saved)
   assert "In progress" not in markdown
   ladm_claim = next(line for line in markdown.splitlines() if line.startswith("| LADM beats"))
   assert ladm_claim.endswith(f"| {report._multiple(scaling, 'ladm')} |")
@@ -331,7 +332,7 @@ def test_two_workers_at_once_report_what_one_worker_does(tmp_path):
   assert "| LADM beats AdamW by 11% (4.386 vs 4.927) | 0.890 | - | not measured yet |" in markdown
   for plot in ("curves", "lr", "scaling"):
     assert (tmp_path / "one" / "results" / f"smoke_{plot}.png").stat().st_size > 0
-  rows = report.rows_of(SMOKE, one["variants"])
+  rows = report.analyse(SMOKE, one["variants"]).rows
   for name in ("adamw", "adamw without weight decay"):
     assert sorted(rows[name]["seeds"]) == [0, 1, 2]
   budgets = {(r["data_multiple"], r["seed"]) for r in one["variants"]["adamw"]["runs"]
@@ -417,10 +418,11 @@ def test_the_committed_nano_report_is_its_committed_runs(monkeypatch):
   saved = json.loads(pathlib.Path("results/nano.json").read_text())
   variants = report.collect(suite, pathlib.Path("results/runs"))
   assert variants == saved["variants"]
-  rows = report.rows_of(suite, variants)
-  assert (report.markdown(suite, rows, saved)
+  findings = report.analyse(suite, variants)
+  assert (report.markdown(suite, findings, saved)
           == pathlib.Path("results/nano.md").read_text())
+  rows = findings.rows
   assert not [m.name for m in suite.methods if m.name in rows and not rows[m.name]["inside_grid"]]
-  if report.missing_runs(suite, variants) == (0, 0):
+  if findings.complete:
     assert all(len(row["seeds"]) >= suite.seeds for row in rows.values())
-    assert report.data_scaling(suite, variants, rows) is not None
+    assert findings.scaling is not None

@@ -4,6 +4,7 @@ with three plots."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -18,7 +19,7 @@ import scipy.stats
 import layeropt_jax
 from train import files, model, provenance
 from train.benchmark.methods import REPORTED_ADAMW, Claim, claims
-from train.benchmark.plan import Loss, Plan
+from train.benchmark.plan import Loss, LrChoice, Plan
 from train.benchmark.runner import finished, reproduce_command
 from train.benchmark.suites import BASELINE, Suite, run_hash
 
@@ -159,11 +160,41 @@ def state_bytes_per_param(config_name: str, optimizer: str, opt: dict[str, Any])
   return size(state) / (size(params) / 4)
 
 
-def rows_of(suite: Suite, variants: dict[str, Any]) -> dict[str, dict[str, Any]]:
+@dataclasses.dataclass(frozen=True)
+class Findings:
+  """What a suite's finished runs show so far."""
+  # A row per method whose learning rate is chosen and per ablation whose
+  # parent's is: its seeds there, mean and CI, grid, paired ratios.
+  rows: dict[str, dict[str, Any]]
+  scaling: dict[str, Any] | None  # the baseline's data scaling (`data_scaling`), once complete
+  missing: int  # runs still needed by what is known now
+  open_choices: int  # methods whose learning rate is still to choose (they will need more)
+
+  @property
+  def complete(self) -> bool:
+    return not self.missing and not self.open_choices
+
+
+def analyse(suite: Suite, variants: dict[str, Any]) -> Findings:
+  """The rows, the data scaling and what is still missing, from one
+  learning-rate choice per method."""
+  plan, loss = Plan(suite, pathlib.Path(), {}), loss_of(variants)
+  choices = {m.name: plan.choose_lr(m, loss) for m in suite.methods}
+  open_choices = [c for c in choices.values() if c.lr is None]
+  if open_choices:
+    needed = [c for choice in open_choices for c in choice.pending]
+  else:
+    needed = [c for group in plan.final_groups({n: c.lr for n, c in choices.items()})
+              for c in group]
+  rows = _rows(variants, choices, suite.train["config"])
+  return Findings(rows, data_scaling(suite, variants, rows),
+                  sum(loss(c) is None for c in needed), len(open_choices))
+
+
+def _rows(variants: dict[str, Any], choices: dict[str, LrChoice],
+          config_name: str) -> dict[str, dict[str, Any]]:
   """One row per method whose learning rate is chosen, with its seeds there,
   and per ablation whose parent's is."""
-  plan = Plan(suite, pathlib.Path(), {})
-  choices = {m.name: plan.choose_lr(m, loss_of(variants)) for m in suite.methods}
   rows: dict[str, dict[str, Any]] = {}
   for name, v in variants.items():
     choice = choices.get(name) or choices[v["parent"]]
@@ -178,24 +209,11 @@ def rows_of(suite: Suite, variants: dict[str, Any]) -> dict[str, dict[str, Any]]
                   "candidates": choice.candidates if name in choices else {},
                   "inside_grid": len(grid) >= 3 and grid[0][0] < choice.lr < grid[-1][0],
                   "state_bytes_per_param": state_bytes_per_param(
-                      suite.train["config"], v["optimizer"], v["opt"])}
+                      config_name, v["optimizer"], v["opt"])}
   for name, row in rows.items():
     row["ratio_to"] = {other: paired_ratio(row["seeds"], rows[other]["seeds"])[:2]
                        for other in rows if other != name and other in choices}
   return rows
-
-
-def missing_runs(suite: Suite, variants: dict[str, Any]) -> tuple[int, int]:
-  """How many runs the suite still needs that are known now, and how many
-  methods' learning rates are still to choose (which will need more)."""
-  plan, loss = Plan(suite, pathlib.Path(), {}), loss_of(variants)
-  choices = {m.name: plan.choose_lr(m, loss) for m in suite.methods}
-  open_choices = [c for c in choices.values() if c.lr is None]
-  if open_choices:
-    return sum(loss(c) is None for choice in open_choices for c in choice.pending), \
-        len(open_choices)
-  groups = plan.final_groups({name: c.lr for name, c in choices.items()})
-  return sum(loss(c) is None for group in groups for c in group), 0
 
 
 def power_law(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -283,10 +301,10 @@ def _fmt(x: float | None, spec: str = ".3f") -> str:
   return "-" if x is None or not math.isfinite(x) else format(x, spec)
 
 
-def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str:
+def markdown(suite: Suite, findings: Findings, report: dict[str, Any]) -> str:
+  rows, scaling = findings.rows, findings.scaling
   methods = [m.name for m in suite.methods if m.name in rows]
   adamw = rows.get(BASELINE)
-  scaling = data_scaling(suite, report["variants"], rows)
   lines = [f"# Benchmark: suite `{suite.name}`", "",
            f"{suite.description}. Learning-rate grid of {suite.grid_points} points "
            f"spaced by {suite.grid_factor:g}x per method (seed 0), extended past an edge; "
@@ -302,12 +320,11 @@ def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str
            f"{report['machine']['cpus']} CPUs, jax {report['machine']['jax']}, "
            f"optax {report['machine']['optax']}.", ""]
   done = len({r["hash"] for v in report["variants"].values() for r in v["runs"]})
-  missing, open_choices = missing_runs(suite, report["variants"])
-  if missing or open_choices:
-    lines += [f"**In progress**: {done} runs have finished and {missing} more are "
-              "needed by what is known now"
-              + (f", while {open_choices} methods' learning rates are still to choose"
-                 if open_choices else "")
+  if not findings.complete:
+    lines += [f"**In progress**: {done} runs have finished and {findings.missing} more "
+              "are needed by what is known now"
+              + (f", while {findings.open_choices} methods' learning rates are still "
+                 "to choose" if findings.open_choices else "")
               + "; rerun the command to continue. Rows below cover the methods whose "
               "learning rate is chosen; `n` is the number of seeds so far.", ""]
   else:
@@ -442,11 +459,11 @@ def markdown(suite: Suite, rows: dict[str, dict], report: dict[str, Any]) -> str
   return "\n".join(lines)
 
 
-def plots(suite: Suite, rows: dict[str, dict], scaling: dict[str, Any] | None,
-          out: pathlib.Path) -> None:
+def plots(suite: Suite, findings: Findings, out: pathlib.Path) -> None:
   from matplotlib import colormaps
   from matplotlib.figure import Figure
 
+  rows, scaling = findings.rows, findings.scaling
   methods = [m.name for m in suite.methods if m.name in rows]
   colors = colormaps["tab20"]
   finals = [rows[n]["mean"] for n in methods]
@@ -525,7 +542,7 @@ def write(suite: Suite, variants: dict[str, Any], out: pathlib.Path,
             "variants": variants}
   report = provenance.write_report(out / f"{suite.name}.json", "train.benchmark", argv,
                                    report)
-  rows = rows_of(suite, variants)
-  files.write_atomically(out / f"{suite.name}.md", markdown(suite, rows, report))
-  plots(suite, rows, data_scaling(suite, variants, rows), out)
+  findings = analyse(suite, variants)
+  files.write_atomically(out / f"{suite.name}.md", markdown(suite, findings, report))
+  plots(suite, findings, out)
   print(f"wrote {out / (suite.name + '.md')}")
