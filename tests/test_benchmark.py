@@ -10,14 +10,11 @@ import subprocess
 import sys
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from layeropt_jax import OPTIMIZERS
 from train.benchmark import methods, report, runner, suites
 from train.benchmark import plan as planning
-from train.config import TrainConfig
 
 from tests.helpers import REPO, environment, records, run
 
@@ -369,23 +366,11 @@ def _python(command):
   return [sys.executable, *command[1:]]
 
 
-def test_the_paper_suite_dry_runs_on_cpu(tmp_path):
-  parquet = tmp_path / "fineweb"
-  parquet.mkdir()
-  ids = [f"<urn:uuid:{i}>" for i in range(300)]
-  pq.write_table(pa.table({
-      "text": [f"document {i} says: the quick brown fox jumps over the lazy dog " * 8
-               for i in range(300)],
-      "id": ids, "dump": ["CC-MAIN-2024-10"] * 300,
-      "url": [f"https://example.org/{i}" for i in range(300)]}), parquet / "shard-0.parquet")
-  result = run(_python(["python", "-m", "train.benchmark", "--suite", "paper", "--dry-run",
-                        "--data-dir", str(parquet), "--sweeps-dir", str(tmp_path / "runs"),
-                        "--dry-run-batch-size", "2", "--dry-run-seq-len", "16"]),
-               tmp_path / "tfds")
-  assert "dry run of suite paper: 13 methods and 5 ablations configured" in result.stdout
-  config = TrainConfig(workdir="x", **{**suites.SUITES["paper"].train,
-                                        "data_dir": str(parquet)})
-  assert (config.config, config.batch_size, config.data) == ("qwen3-134m", 512, "fineweb")
+def test_the_paper_suite_is_the_reports_scale():
+  # tests/test_readme.py dry-runs it on CPU (the README's command).
+  train = suites.SUITES["paper"].train
+  assert (train["config"], train["batch_size"], train["seq_len"], train["data"]) == (
+      "qwen3-134m", 512, 1024, "fineweb")
 
 
 def test_the_accelerator_suite_dry_runs_on_cpu(tmp_path):

@@ -66,10 +66,12 @@ def test_shell_commands_run(tmp_path):
     result = subprocess.run([sys.executable, *args[1:]], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"{line}\n{result.stderr[-3000:]}"
-    ran.append(args[2])
-  assert ran == ["train.train", "train.data", "train.sample", "train.benchmark",
-                 "train.benchmark"]
+    ran.append((args[2], result.stdout))
+  assert [module for module, _ in ran] == ["train.train", "train.data", "train.sample",
+                                           "train.benchmark", "train.benchmark"]
   check_default_run(tmp_path / "runs" / "x")
+  # The paper suite on CPU: every configuration built, one step of the 134M model.
+  assert "dry run of suite paper: 13 methods and 5 ablations configured" in ran[-1][1]
 
 
 def check_default_run(workdir):
