@@ -10,6 +10,11 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     "jax_compilation"))
 
 
+# The modules of the end-to-end runs (minutes each), started first so that
+# parallel workers finish together rather than one waiting on a late long test.
+END_TO_END = ("test_benchmark.py", "test_readme.py", "test_train.py", "test_notebooks.py",
+              "test_scale.py")
+
+
 def pytest_collection_modifyitems(items):
-  """Starts the end-to-end runs first, so parallel workers finish together."""
-  items.sort(key=lambda item: item.path.name != "test_train.py")
+  items.sort(key=lambda item: item.path.name not in END_TO_END)
