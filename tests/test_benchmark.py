@@ -153,20 +153,23 @@ def test_past_edge():
   assert planning.ranked({1.0: 3.0, 2.0: 2.0, 4.0: math.nan}) == [2.0, 1.0, 4.0]
 
 
-def test_the_suite_bar_counts_earlier_steps_but_rates_only_new_ones(monkeypatch):
+def test_the_suite_bar_counts_earlier_steps_but_rates_only_new_ones(monkeypatch, tmp_path):
   steps = SMOKE.train["steps"]
-  configs = [SMOKE.config(SMOKE.methods[0], lr, 0, pathlib.Path("runs"))
-             for lr in (1e-3, 2e-3, 4e-3)]
+  configs = [SMOKE.config(SMOKE.methods[0], lr, 0, tmp_path) for lr in (1e-3, 2e-3, 4e-3)]
   # The first run finished in an earlier invocation; the sweep of the other
   # two resumes from a checkpoint at half way.
-  monkeypatch.setattr(runner, "finished", lambda c: 1.0 if c is configs[0] else None)
+  workdir = pathlib.Path(configs[0].workdir)
+  workdir.mkdir(parents=True)
+  (workdir / "metrics.jsonl").write_text(
+      json.dumps({"event": "done", "step": steps, "val_loss": 3.0}) + "\n")
 
   def resumed_sweep(todo, sweep_dir, on_step):
     assert todo == configs[1:]
     for step in (steps // 2, steps - 1, steps):
       on_step(step)
   monkeypatch.setattr(runner, "train_sweep", resumed_sweep)
-  suite_runner = runner.Runner(SMOKE, pathlib.Path("runs"), pathlib.Path("sweeps"), {})
+  suite_runner = runner.Runner(SMOKE, tmp_path, tmp_path / "sweeps", {})
+  assert suite_runner.bar.n == steps  # where the resumed suite stands, before training
   suite_runner.train(configs)
   assert suite_runner.bar.n == len(configs) * steps
   assert suite_runner.bar.initial == steps + 2 * (steps // 2)

@@ -43,10 +43,15 @@ def reproduce_command(config: TrainConfig) -> str:
   return shlex.join(args)
 
 
+def finished_in(workdir: pathlib.Path) -> list[dict[str, Any]] | None:
+  """The records of the run in `workdir` if it has finished, else None."""
+  records = metrics.MetricsLog(workdir / "metrics.jsonl").records()
+  return records if records and records[-1].get("event") == "done" else None
+
+
 def finished(config: TrainConfig) -> list[dict[str, Any]] | None:
   """The run's records if it has finished, else None."""
-  records = metrics.MetricsLog(pathlib.Path(config.workdir) / "metrics.jsonl").records()
-  return records if records and records[-1].get("event") == "done" else None
+  return finished_in(pathlib.Path(config.workdir))
 
 
 def final_loss(config: TrainConfig) -> float | None:
@@ -71,6 +76,10 @@ class Runner:
     # trained by this invocation only (see `count_earlier`).
     self.bar = tqdm.tqdm(total=self.plan.planned_steps() // workers, unit="step",
                          desc=name, smoothing=0)
+    # This worker's share of the steps earlier invocations finished, so that a
+    # resumed suite's bar starts where it stands.
+    runs = (finished_in(workdir) for workdir in (runs_dir / suite.name).glob("*"))
+    self.count_earlier(sum(records[-1]["step"] for records in runs if records) // workers)
 
   def count_earlier(self, steps: int) -> None:
     """Advances the bar by steps an earlier invocation trained, leaving them
@@ -80,10 +89,8 @@ class Runner:
 
   def train(self, configs: list[TrainConfig]) -> None:
     """Trains the unfinished runs of `configs` together."""
-    steps = configs[0].steps
-    self.bar.total = max(self.bar.total, self.bar.n + len(configs) * steps)
     todo = [c for c in configs if finished(c) is None]
-    self.count_earlier((len(configs) - len(todo)) * steps)
+    self.bar.total = max(self.bar.total, self.bar.n + len(todo) * configs[0].steps)
     if not todo:
       return
     reached = None
