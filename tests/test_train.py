@@ -24,21 +24,10 @@ from tests.helpers import (
     tiny_trainer, train_losses, without_timing)
 
 
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
   """Prepared datasets, tokenizers and packed windows, shared by a module's runs."""
   return tmp_path_factory.mktemp("tfds")
-
-
-
-
-
-
-
-
-
-
 
 
 def snapshot(directory):
@@ -196,12 +185,6 @@ def test_cli_errors_are_one_line(tmp_path):
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == [
       "error: unknown --optimizer 'sgd'; valid: " + ", ".join(OPTIMIZERS)]
-
-
-
-
-
-
 
 
 def test_data_parallel_and_fsdp_match_one_device():
