@@ -180,6 +180,12 @@ def test_a_data_multiple_must_keep_whole_steps():
     dataclasses.replace(SMOKE, data_multiples=(0.25,))
 
 
+def test_the_fit_needs_three_data_multiples():
+  with pytest.raises(ValueError, match=r"data_fit_from=1 leaves 2 of data_multiples "
+                                       r"\(0.5, 1.0, 2.0\) to fit.*at least 3"):
+    dataclasses.replace(SMOKE, data_fit_from=1.0)
+
+
 def test_the_power_law_fit_and_the_data_multiples():
   x = np.repeat([0.25, 0.5, 1.0, 2.0, 4.0], 3)
   y = 0.8 * x ** -0.4 + 1.5 + np.tile([-1e-3, 0.0, 1e-3], 5)
@@ -218,14 +224,15 @@ def _configs(suite, variant, multiple):
 
 
 def test_the_report_of_a_synthetic_suite():
-  """Methods whose losses are known: AdamW's follows 0.5 D^-0.3 + 2 in data,
-  LADM's is AdamW's at twice the data."""
+  """Methods whose losses are known: AdamW's follows 0.5 D^-0.3 + 2 in data
+  from 0.5x (at 0.25x it lies 1 nat below the curve, the fit leaves it
+  out), LADM's is AdamW's at twice the data."""
   suite = dataclasses.replace(SMOKE, train={**SMOKE.train, "steps": 16, "warmup": 4,
                                             "eval_every": 8},
                               methods=(*SMOKE.methods, suites.Variant("ladm", "ladm", center_lr=1e-2)),
-                              data_multiples=(0.25, 0.5, 1.0, 2.0, 4.0),
+                              data_multiples=(0.25, 0.5, 1.0, 2.0, 4.0), data_fit_from=0.5,
                               data_multiple_seeds=3, seeds=8, lr_choice_seeds=3)
-  curve = lambda d: 0.5 * d ** -0.3 + 2.0
+  curve = lambda d: 0.5 * d ** -0.3 + 2.0 - (1.0 if d < 0.5 else 0.0)
 
   def loss(config):
     data = config.steps / suite.train["steps"] * (2.0 if config.optimizer == "ladm" else 1.0)
@@ -250,7 +257,11 @@ def test_the_report_of_a_synthetic_suite():
   assert "In progress" not in markdown
   ladm_claim = next(line for line in markdown.splitlines() if line.startswith("| LADM beats"))
   assert ladm_claim.endswith(f"| {report._multiple(scaling, 'ladm')} |")
-  assert "| 4x | " in markdown and "b = 0.3" in markdown
+  assert f"b = {b:.3f}" in markdown and "0.25x is shown, not fitted" in markdown
+  fitted = {line.split(" | ")[0]: line.split(" | ")[-1] for line in markdown.splitlines()
+            if line.startswith("| 0.25x |") or line.startswith("| 4x |")}
+  assert fitted == {"| 0.25x": "no |", "| 4x": "yes |"}
+  assert len(scaling["points"][1.0]) == 8  # every seed of AdamW's row at 1x
 
 
 def test_the_run_hash_covers_what_a_run_computes():

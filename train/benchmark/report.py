@@ -249,27 +249,27 @@ def data_multiple(loss: float, fit: tuple[float, float, float]) -> float:
 
 def data_scaling(suite: Suite, variants: dict[str, Any],
                  rows: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-  """The baseline's final losses over `suite.data_multiples` fitted by
-  `L(D) = a * D^-b + c` (D a multiple of the budget), and each row's loss as
-  the data multiple the baseline needs to reach it, with a 95% interval from
-  a bootstrap over the seeds of both (and so of the fit); None until every
-  budget has its seeds."""
+  """The baseline's final losses over `suite.data_multiples`, those from
+  `suite.data_fit_from` fitted by `L(D) = a * D^-b + c` (D a multiple of the
+  budget, every seed a point), and each row's loss as the data multiple the
+  baseline needs to reach it, with a 95% interval from a bootstrap over the
+  seeds of both (and so of the fit); None until every budget has its seeds."""
   baseline = rows.get(BASELINE)
   if not suite.data_multiples or baseline is None:
     return None
-  points = {m: [_loss(r) for r in at_lr(variants[BASELINE]["runs"], baseline["lr"], m).values()
-                if r["seed"] < suite.data_multiple_seeds] for m in suite.data_multiples}
+  points = {m: [_loss(r) for r in at_lr(variants[BASELINE]["runs"], baseline["lr"], m).values()]
+            for m in suite.data_multiples}
   if any(len(v) < suite.data_multiple_seeds for v in points.values()):
     return None
-  x = np.repeat(list(points), [len(v) for v in points.values()]).astype(float)
-  y = np.concatenate([v for v in points.values()])
-  fit = power_law(x, y)
+  fitted = {m: np.array(points[m]) for m in suite.fitted_multiples()}
+  x = np.repeat(list(fitted), [len(v) for v in fitted.values()]).astype(float)
+  fit = power_law(x, np.concatenate(list(fitted.values())))
   losses = {name: np.array([_loss(r) for r in row["seeds"].values()])
             for name, row in rows.items()}
   rng = np.random.default_rng(0)
   draws = {name: [] for name in rows}
   for _ in range(BOOTSTRAP):
-    y_star = np.concatenate([rng.choice(v, len(v)) for v in points.values()])
+    y_star = np.concatenate([rng.choice(v, len(v)) for v in fitted.values()])
     fit_star = power_law(x, y_star)
     for name, values in losses.items():
       draws[name].append(data_multiple(rng.choice(values, len(values)).mean(), fit_star))
@@ -279,7 +279,7 @@ def data_scaling(suite: Suite, variants: dict[str, Any],
     multiples[name] = (data_multiple(values.mean(), fit), float(lo), float(hi))
   tokens = suite.train["steps"] * suite.train["batch_size"] * suite.train["seq_len"]
   return {"fit": fit, "points": points, "multiples": multiples, "tokens": tokens,
-          "measured": (min(points), max(points))}
+          "fitted_range": (min(fitted), max(fitted))}
 
 
 def _seeds(n: int) -> str:
@@ -291,7 +291,7 @@ def _multiple(scaling: dict[str, Any] | None, name: str) -> str:
   if scaling is None or name not in scaling["multiples"]:
     return "-"
   value, lo, hi = scaling["multiples"][name]
-  low, high = scaling["measured"]
+  low, high = scaling["fitted_range"]
   beyond = "" if low <= value <= high else " (extrapolated)"
   show = lambda v: "inf" if v == math.inf else _fmt(v, ".2f")
   return f"{show(value)}x [{show(lo)}, {show(hi)}]{beyond}"
@@ -417,25 +417,36 @@ def markdown(suite: Suite, findings: Findings, report: dict[str, Any]) -> str:
                    f"{suite.data_multiple_seeds} seeds at each data multiple are missing.")
     else:
       a, b, c = scaling["fit"]
+      low, high = scaling["fitted_range"]
+      unfitted = [m for m in suite.data_multiples if m < low]
       lines += [
           f"AdamW at its chosen learning rate ({adamw['lr']:.3g}) and this suite's "
           "schedule shape (warm-up and evaluations scaled with the steps), trained for "
           + ", ".join(f"{m:g}x" for m in suite.data_multiples)
           + f" the suite's {scaling['tokens']:,} tokens, {suite.data_multiple_seeds} seeds "
-          "each. Least-squares fit of the final validation loss to "
-          f"`L(D) = a * D^-b + c`, D in multiples of the budget: a = {a:.4f}, "
-          f"b = {b:.3f}, c = {c:.4f}. A method's data multiple is the D at which the "
-          "fit reaches its mean loss; its interval is the 2.5-97.5 percentiles over "
-          f"{BOOTSTRAP} bootstrap replicates that resample the seeds at every budget "
-          "(refitting the curve) and the method's seeds. Outside the measured "
-          f"{scaling['measured'][0]:g}x-{scaling['measured'][1]:g}x the multiple is "
-          "an extrapolation; `inf` means below the fit's floor c.", "",
-          "| data multiple | tokens | final val loss (seeds) | mean | fit |",
-          "|---|---|---|---|---|"]
+          + ("each (at 1x, every seed of AdamW's row). " if 1.0 in suite.data_multiples
+             else "each. ")
+          + "Least-squares fit of the final validation loss of every seed from "
+          f"{low:g}x to `L(D) = a * D^-b + c`, D in multiples of the budget: "
+          f"a = {a:.4f}, b = {b:.3f}, c = {c:.4f}."
+          + (" " + ", ".join(f"{m:g}x" for m in unfitted)
+             + (" is" if len(unfitted) == 1 else " are") + " shown, not fitted: "
+             "so short a run ends in the early transient from the initial loss "
+             "(ln V), which no power law that diverges as D -> 0 describes; the fit "
+             "column shows how far it lies off the curve." if unfitted else "")
+          + " A method's data multiple is the D at which the fit reaches its mean "
+          "loss; its interval is the 2.5-97.5 percentiles over "
+          f"{BOOTSTRAP} bootstrap replicates that resample the seeds at every fitted "
+          "budget (refitting the curve) and the method's seeds. Outside the fitted "
+          f"{low:g}x-{high:g}x the multiple is an extrapolation; `inf` means below "
+          "the fit's floor c.", "",
+          "| data multiple | tokens | final val loss (seeds) | mean | fit | fitted |",
+          "|---|---|---|---|---|---|"]
       for m, values in scaling["points"].items():
         lines.append(f"| {m:g}x | {round(m * scaling['tokens']):,} | "
                      + ", ".join(f"{v:.4f}" for v in values)
-                     + f" | {statistics.fmean(values):.4f} | {a * m ** -b + c:.4f} |")
+                     + f" | {statistics.fmean(values):.4f} | {a * m ** -b + c:.4f} | "
+                     f"{'yes' if m >= low else 'no'} |")
       lines += ["", f"![AdamW's data scaling]({suite.name}_scaling.png)"]
 
   lines += ["", "## Learning-rate choice", "",
@@ -502,11 +513,12 @@ def plots(suite: Suite, findings: Findings, out: pathlib.Path) -> None:
   fig = Figure(figsize=(9, 6))
   ax = fig.subplots()
   a, b, c = scaling["fit"]
+  low, high = scaling["fitted_range"]
   for m, values in scaling["points"].items():
-    ax.plot([m] * len(values), values, "o", color="k", alpha=0.5)
+    ax.plot([m] * len(values), values, "o", color="k", alpha=0.5,
+            markerfacecolor="k" if m >= low else "none")
   shown = [v for v, _, _ in scaling["multiples"].values() if math.isfinite(v)]
-  x = np.geomspace(min(scaling["measured"][0], *shown) / 1.2,
-                   max(scaling["measured"][1], *shown) * 1.2, 200)
+  x = np.geomspace(min(low, *shown) / 1.2, max(high, *shown) * 1.2, 200)
   ax.plot(x, a * x ** -b + c, "k-", label=f"AdamW fit: {a:.3f} D^-{b:.3f} + {c:.3f}")
   for i, name in enumerate(methods):
     value, lo, hi = scaling["multiples"][name]
@@ -520,8 +532,8 @@ def plots(suite: Suite, findings: Findings, out: pathlib.Path) -> None:
   ax.minorticks_off()
   ax.set(xlabel="tokens, as a multiple of the suite's budget",
          ylabel="final validation loss (nats/token)",
-         title=f"suite {suite.name}: AdamW's data scaling (dots: seeds) and the data "
-               "it needs to match each method")
+         title=f"suite {suite.name}: AdamW's data scaling (dots: seeds; hollow: not "
+               "fitted)\nand the data it needs to match each method")
   ax.legend(fontsize=8, ncol=2)
   fig.tight_layout()
   fig.savefig(out / f"{suite.name}_scaling.png", dpi=100)

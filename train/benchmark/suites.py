@@ -61,6 +61,10 @@ class Suite:
   # losses fit L(D) = a * D^-b + c; empty: no fit.
   data_multiples: tuple[float, ...] = ()
   data_multiple_seeds: int = 3  # seeds at each of `data_multiples`
+  # The smallest of `data_multiples` the fit uses. A budget too short for the
+  # loss to leave its early transient (it starts at ln V, while the power law
+  # diverges as D -> 0) lies off the curve: it is trained and shown, not fitted.
+  data_fit_from: float = 0.0
   description: str = ""
   scale_note: str = ""  # how the scale differs from the reports', what that allows
 
@@ -70,6 +74,15 @@ class Suite:
         if self.train[field] * multiple != round(self.train[field] * multiple):
           raise ValueError(f"suite {self.name}: data multiple {multiple:g} of "
                            f"{field}={self.train[field]} is not a whole number of steps")
+    fitted = self.fitted_multiples()
+    if self.data_multiples and len(fitted) < 3:
+      raise ValueError(f"suite {self.name}: data_fit_from={self.data_fit_from:g} leaves "
+                       f"{len(fitted)} of data_multiples {self.data_multiples} to fit, "
+                       "and L(D) = a * D^-b + c needs at least 3")
+
+  def fitted_multiples(self) -> tuple[float, ...]:
+    """The data multiples the baseline's scaling fit uses."""
+    return tuple(m for m in self.data_multiples if m >= self.data_fit_from)
 
   def grid(self, center: float) -> list[float]:
     half = (self.grid_points - 1) / 2
@@ -117,6 +130,8 @@ SUITES = {
                    steps=2000, warmup=200, schedule="cosine", final_lr_fraction=0.1,
                    eval_every=200, eval_batches=32, log_every=50, checkpoint_every=500),
         methods=_methods(), ablations=ABLATIONS, data_multiples=(0.25, 0.5, 1.0, 2.0, 4.0),
+        # 0.25x is 500 steps, 50 of them warm-up: still in the early transient.
+        data_fit_from=0.5,
         description="nano Qwen3 (1.05M parameters, vocabulary 2048) on the Python "
                     "standard library corpus, 2000 steps of 16 x 128 tokens (4.1M "
                     "tokens, 1.09 passes over the 3.77M-token train split), cosine "
