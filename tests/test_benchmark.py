@@ -29,6 +29,7 @@ def test_the_nano_suite_meets_the_brief():
   assert (suite.lr_choice_points, suite.lr_choice_seeds, suite.seeds) == (2, 3, 8)
   assert suite.data_multiples == (0.25, 0.5, 1.0, 2.0, 4.0)
   assert suite.data_multiple_seeds == 3
+  assert suite.fitted_multiples() == (0.5, 1.0, 2.0, 4.0)
   assert sorted(m.optimizer for m in suite.methods) == sorted(OPTIMIZERS)
   assert {a.parent for a in suite.ablations} == {"ladm", "lamvs", "aovs", "malao"}
   grid = suite.grid(2e-3)
