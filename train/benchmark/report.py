@@ -550,6 +550,7 @@ def write(suite: Suite, variants: dict[str, Any], out: pathlib.Path,
             "lr_choice_seeds": suite.lr_choice_seeds, "seeds": suite.seeds,
             "data_multiples": list(suite.data_multiples),
             "data_multiple_seeds": suite.data_multiple_seeds,
+            "data_fit_from": suite.data_fit_from,
             "git_commit": provenance.git_commit(), "flax": flax.__version__,
             "variants": variants}
   report = provenance.write_report(out / f"{suite.name}.json", "train.benchmark", argv,
