@@ -418,7 +418,8 @@ def markdown(suite: Suite, findings: Findings, report: dict[str, Any]) -> str:
     else:
       a, b, c = scaling["fit"]
       low, high = scaling["fitted_range"]
-      unfitted = [m for m in suite.data_multiples if m < low]
+      fitted = suite.fitted_multiples()
+      unfitted = [m for m in suite.data_multiples if m not in fitted]
       lines += [
           f"AdamW at its chosen learning rate ({adamw['lr']:.3g}) and this suite's "
           "schedule shape (warm-up and evaluations scaled with the steps), trained for "
@@ -446,7 +447,7 @@ def markdown(suite: Suite, findings: Findings, report: dict[str, Any]) -> str:
         lines.append(f"| {m:g}x | {round(m * scaling['tokens']):,} | "
                      + ", ".join(f"{v:.4f}" for v in values)
                      + f" | {statistics.fmean(values):.4f} | {a * m ** -b + c:.4f} | "
-                     f"{'yes' if m >= low else 'no'} |")
+                     f"{'yes' if m in fitted else 'no'} |")
       lines += ["", f"![AdamW's data scaling]({suite.name}_scaling.png)"]
 
   lines += ["", "## Learning-rate choice", "",
@@ -516,7 +517,7 @@ def plots(suite: Suite, findings: Findings, out: pathlib.Path) -> None:
   low, high = scaling["fitted_range"]
   for m, values in scaling["points"].items():
     ax.plot([m] * len(values), values, "o", color="k", alpha=0.5,
-            markerfacecolor="k" if m >= low else "none")
+            markerfacecolor="k" if m in suite.fitted_multiples() else "none")
   shown = [v for v, _, _ in scaling["multiples"].values() if math.isfinite(v)]
   x = np.geomspace(min(low, *shown) / 1.2, max(high, *shown) * 1.2, 200)
   ax.plot(x, a * x ** -b + c, "k-", label=f"AdamW fit: {a:.3f} D^-{b:.3f} + {c:.3f}")
