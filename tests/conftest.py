@@ -1,5 +1,13 @@
 import os
 
+from train import accelerators
+
+# The tests run on the CPU, and compile for TPUs and GPUs only ahead of time:
+# jax starts no other backend, and libtpu (of the aot extra) knows it is on
+# no TPU VM. Set before the first jax import; the processes tests start
+# inherit it.
+for name, value in accelerators.TARGET_ENVIRONMENT.items():
+  os.environ.setdefault(name, value)
 # Simulated CPU devices for the parallel tests; must precede the first jax import.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 # Many tests (and the training processes they start, which inherit it) compile

@@ -16,7 +16,7 @@ from layeropt_jax import OPTIMIZERS
 from train.benchmark import methods, report, runner, suites
 from train.benchmark import plan as planning
 
-from tests.helpers import REPO, environment, records, run
+from tests.helpers import REPO, environment, own_lines, records, run
 
 SMOKE = suites.SUITES["smoke"]
 
@@ -405,8 +405,8 @@ def test_a_suite_without_its_data_is_a_one_line_error(tmp_path):
                "--sweeps-dir", str(tmp_path)]),
       cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 2
-  assert result.stderr.strip() == (
-      "error: --data fineweb needs --data-dir (a directory of parquet shards)")
+  assert own_lines(result.stderr) == [
+      "error: --data fineweb needs --data-dir (a directory of parquet shards)"]
 
 
 def test_the_committed_nano_report_is_its_committed_runs(monkeypatch):

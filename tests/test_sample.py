@@ -15,7 +15,7 @@ import pytest
 
 from train import data, model, sample
 
-from tests.helpers import REPO, SHORT, command, environment, run
+from tests.helpers import REPO, SHORT, command, environment, own_lines, run
 
 CONFIG = model.Qwen3Config(vocab_size=256, hidden_size=32, intermediate_size=64,
                            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -97,7 +97,8 @@ def test_sample_cli_from_a_trained_workdir(tmp_path):
   result = subprocess.run([*args[:4], str(tmp_path / "none"), *args[5:]], cwd=REPO,
                           env=environment(cache), capture_output=True, text=True)
   assert result.returncode == 2
-  assert result.stderr.strip() == f"error: --workdir {tmp_path / 'none'} holds no run (run.json is missing)"
+  assert own_lines(result.stderr) == [
+      f"error: --workdir {tmp_path / 'none'} holds no run (run.json is missing)"]
 
   # A workdir moved elsewhere, whose recorded data and tokenizer paths are
   # gone, still samples the same: sampling needs the workdir alone.

@@ -17,8 +17,8 @@ from train import model, step
 from train.config import TrainConfig
 
 from tests.helpers import (
-    REPO, SHORT, TINY, command, environment, kill_when, one_device_mesh, records, run,
-    tiny_trainer, train_losses, without_timing)
+    REPO, SHORT, TINY, command, environment, kill_when, one_device_mesh, own_lines, records,
+    run, tiny_trainer, train_losses, without_timing)
 
 # Float32 sums of n terms in another order differ by at most about n
 # roundings of 2^-24 relative; these tests sum at most a few hundred terms
@@ -129,7 +129,7 @@ def test_a_killed_run_with_microbatches_resumes_exactly(tmp_path):
 
 
 def memory(*flags):
-  result = subprocess.run([sys.executable, "-m", "train.memory", "--json", *flags], cwd=REPO,
+  result = subprocess.run([sys.executable, "-m", "train.memory", "--json", "-", *flags], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(result.stdout.strip().splitlines()[-1])
@@ -139,7 +139,9 @@ def test_the_memory_report_reads_xlas_analysis_per_device():
   flags = ["--config", "nano", "--batch-size", "16", "--seq-len", "128"]
   one = memory(*flags, "--devices", "1")
   assert one["devices"] == 1
-  assert one["total"] == one["arguments"] + one["outputs"] + one["temporaries"] - one["aliased"]
+  assert one["per_device_bytes"] == (one["arguments"] + one["outputs"] + one["temporaries"]
+                                     - one["aliased"])
+  assert one["hbm_bytes"] is None and one["fits"] is None  # a CPU has no HBM
   # Sharded parameters and state: each of 2 devices holds about half of them.
   fsdp = memory(*flags, "--devices", "2", "--fsdp")
   assert fsdp["devices"] == 2 and fsdp["arguments"] < 0.6 * one["arguments"]
@@ -150,8 +152,8 @@ def test_the_memory_report_reads_xlas_analysis_per_device():
                            "--batch-size", "12", "--devices", "8"], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 2
-  assert result.stderr.strip() == ("error: --batch-size 12 / --grad-accum 1 does not divide "
-                                   "over 8 devices")
+  assert own_lines(result.stderr) == [
+      "error: --batch-size 12 / --grad-accum 1 does not divide over 8 devices"]
 
 
 def test_the_device_check_runs_reduced_on_cpu(tmp_path):
@@ -166,6 +168,7 @@ def test_the_device_check_runs_reduced_on_cpu(tmp_path):
   paper = report["paper_step"]
   assert paper["devices"].startswith("2 x ") and paper["tokens_per_s"] > 0
   assert paper["mfu"] is None  # no bf16 peak is known for a CPU
+  assert paper["predicted"] == {"error": "no --target names cpu"}
   assert set(report["optimizer_step"]["trees"]["nano"]["optimizers"]) == {"adamw", "ladm", "lamvs"}
   text = out.read_text()
   for heading in ("default command in bfloat16", "The paper step", "Optimizer step"):

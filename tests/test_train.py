@@ -20,8 +20,8 @@ from train.config import TrainConfig, from_args, parser
 from train.train import preflight, train, train_sweep
 
 from tests.helpers import (
-    REPO, SHORT, TINY, command, environment, kill_when, one_device_mesh, records, run,
-    tiny_trainer, train_losses, without_timing)
+    REPO, SHORT, TINY, command, environment, kill_when, one_device_mesh, own_lines, records,
+    run, tiny_trainer, train_losses, without_timing)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_cli_errors_are_one_line(tmp_path):
   result = subprocess.run(command(tmp_path / "w", "--optimizer", "sgd"), cwd=REPO,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 2
-  assert result.stderr.strip().splitlines() == [
+  assert own_lines(result.stderr) == [
       "error: unknown --optimizer 'sgd'; valid: " + ", ".join(OPTIMIZERS)]
 
 

@@ -8,8 +8,10 @@
    every local device, in microbatches of at most 64 sequences per device)
    on random tokens, timed over `--steps` steps after
    compilation: tokens/s, model FLOP/s utilisation against the chip's bf16
-   peak (6 N + 12 L d T FLOPs per token), and the peak device memory
-   (`memory_stats()`).
+   peak (`train.accelerators.CHIPS`; model FLOPs from
+   `Qwen3Config.train_flops_per_token`), and the peak device memory
+   (`memory_stats()`) beside what `python -m train.memory --target` predicts
+   for these chips ahead of time, which checks the predictor.
 3. `python -m train.perf.optimizer_step` on the 134M parameter tree: each
    optimizer's step time against optax.adamw's.
 
@@ -27,12 +29,8 @@ import sys
 import tempfile
 import time
 
-# Dense bfloat16 peak FLOP/s by `device_kind` (vendors' datasheets).
-PEAK_BF16_FLOPS = {
-    "NVIDIA H100 80GB HBM3": 989e12, "NVIDIA H100 PCIe": 756e12, "NVIDIA H200": 989e12,
-    "NVIDIA A100-SXM4-80GB": 312e12, "NVIDIA A100-SXM4-40GB": 312e12,
-    "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5": 459e12, "TPU v6 lite": 918e12,
-}
+from train import accelerators
+
 DEFAULT_COMMAND = ["--config", "nano", "--optimizer", "ladm", "--lr", "3e-3", "--steps", "200"]
 
 
@@ -91,18 +89,35 @@ def paper_step(reduced: bool, steps: int) -> dict:
   step_s = (time.perf_counter() - start) / steps
   params = sum(x.size for x in jax.tree.leaves(state.params))
   tokens = config.batch_size * config.seq_len
-  attention = 12 * cfg.num_hidden_layers * cfg.num_attention_heads * cfg.head_dim * config.seq_len
-  flops = (6 * params + attention) * tokens
-  device = jax.devices()[0]
-  peak = PEAK_BF16_FLOPS.get(device.device_kind)
-  memory = device.memory_stats() or {}
-  return {"flags": flags, "devices": f"{jax.device_count()} x {device.device_kind}",
+  flops = tokens * cfg.train_flops_per_token(config.seq_len)
+  devices = jax.devices()
+  chip = accelerators.CHIPS.get(devices[0].device_kind)
+  peak = accelerators.per_device(chip, devices)[1] if chip else None
+  memory = devices[0].memory_stats() or {}
+  return {"flags": flags, "devices": f"{len(devices)} x {devices[0].device_kind}",
           "parameters": params, "tokens_per_step": tokens, "compile_and_first_step_s": compile_s,
           "step_s": step_s, "tokens_per_s": tokens / step_s,
           "model_flops_per_s": flops / step_s,
-          "mfu": None if peak is None else flops / step_s / (peak * jax.device_count()),
+          "mfu": None if peak is None else flops / step_s / (peak * len(devices)),
           "peak_bytes_in_use": memory.get("peak_bytes_in_use"),
+          "predicted": predicted_memory(flags, devices),
           "loss": float(np.asarray(out["loss"]).reshape(-1)[-1])}
+
+
+def predicted_memory(flags: list[str], devices: list) -> dict:
+  """What `python -m train.memory --target` predicts for the step of
+  `flags` on these devices' chips, compiled ahead of time in a fresh
+  process; why not, where it cannot."""
+  from train import memory
+
+  target = accelerators.target_of(devices)
+  if target is None:
+    return {"error": f"no --target names {devices[0].device_kind}"}
+  try:
+    result = memory.measured(flags, target=target)
+  except (ValueError, RuntimeError) as e:
+    return {"target": target, "error": str(e).splitlines()[-1]}
+  return {k: result.get(k) for k in ("target", "per_device_bytes", "peak_bytes", "fits")}
 
 
 def optimizer_steps(out: pathlib.Path, reduced: bool) -> dict:
@@ -117,6 +132,14 @@ def markdown(report: dict) -> str:
   d, p = report["default_command"], report["paper_step"]
   tree_name, tree = next(iter(report["optimizer_step"]["trees"].items()))
   fmt = lambda x, spec: "-" if x is None else format(x, spec)
+  guess = p["predicted"]
+  if "error" in guess:
+    predicted = guess["error"]
+  elif guess["per_device_bytes"] is None:
+    predicted = f"does not fit (`--target {guess['target']}`)"
+  else:
+    predicted = (f"{guess['per_device_bytes'] / 2**30:.1f}, {guess['peak_bytes'] / 2**30:.1f} "
+                 f"(`--target {guess['target']}`)")
   lines = [
       "# Device check", "",
       f"Command: `{report['command']}`. Devices: {p['devices']}. Machine: "
@@ -128,11 +151,13 @@ def markdown(report: dict) -> str:
       "## The paper step", "",
       f"`{' '.join(p['flags'])}`: {p['parameters']:,} parameters, {p['tokens_per_step']:,} "
       f"tokens per step; compilation and first step {p['compile_and_first_step_s']:.0f} s.", "",
-      "| step (s) | tokens/s | model FLOP/s | MFU (bf16 peak) | peak device memory (GiB) |",
-      "|---|---|---|---|---|",
+      "| step (s) | tokens/s | model FLOP/s | MFU (bf16 peak) | peak device memory (GiB) | "
+      "predicted ahead of time: total, XLA's peak (GiB) |",
+      "|---|---|---|---|---|---|",
       f"| {p['step_s']:.3f} | {p['tokens_per_s']:,.0f} | {p['model_flops_per_s'] / 1e12:.1f} T | "
       f"{fmt(p['mfu'], '.1%')} | "
-      f"{fmt(p['peak_bytes_in_use'] and p['peak_bytes_in_use'] / 2**30, '.1f')} |", "",
+      f"{fmt(p['peak_bytes_in_use'] and p['peak_bytes_in_use'] / 2**30, '.1f')} | "
+      f"{predicted} |", "",
       f"## Optimizer step on the `{tree_name}` tree ({tree['params']:,} parameters)", "",
       "| optimizer | step time / optax.adamw | state bytes/param |", "|---|---|---|"]
   for name, r in tree["optimizers"].items():

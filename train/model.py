@@ -58,6 +58,20 @@ class Qwen3Config:
   def compute_dtype(self) -> Any:
     return _DTYPES[self.dtype]
 
+  def train_flops_per_token(self, seq_len: int) -> int:
+    """Model FLOPs of one token's training step (forward and backward) in
+    sequences of `seq_len`: 6 per weight of every matmul (the head's
+    included, the embedding's lookup not) and 12 L H d T for the attention
+    scores and their weighted sum. Rematerialisation is not counted, the
+    causal mask is not subtracted (the step computes every score)."""
+    d, heads, kv, head_dim = (self.hidden_size, self.num_attention_heads,
+                              self.num_key_value_heads, self.head_dim)
+    per_layer = d * (heads + 2 * kv) * head_dim + heads * head_dim * d \
+        + 3 * d * self.intermediate_size
+    matmul_weights = self.num_hidden_layers * per_layer + self.vocab_size * d
+    attention = 12 * self.num_hidden_layers * heads * head_dim * seq_len
+    return 6 * matmul_weights + attention
+
   @classmethod
   def from_hf(cls, config: dict[str, Any], **overrides: Any) -> "Qwen3Config":
     """From a transformers `config.json` dict (`rope_theta` or `rope_parameters`)."""

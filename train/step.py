@@ -37,9 +37,11 @@ class TrainState(NamedTuple):
   opt_state: optax.OptState
 
 
-def make_mesh() -> jax.sharding.Mesh:
-  """A 1-D mesh over every device of every process."""
-  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+  """A 1-D mesh over `devices`, by default every device of every process
+  (compile-only devices of another machine's chips, see `train.accelerators`)."""
+  devices = jax.devices() if devices is None else devices
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices,
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
@@ -148,8 +150,9 @@ class Trainer:
     model_config = config.model_config if model_config is None else model_config
     self.grad_accum, self.loss_chunk = config.grad_accum, config.loss_chunk
     vmap_runs = config.vmap_runs
-    if vmap_runs is None:
-      vmap_runs = 1 if jax.default_backend() == "cpu" else self.num_runs
+    if vmap_runs is None:  # the mesh's chips decide, not this host's backend
+      vmap_runs = 1 if self.mesh.devices.flat[0].platform == "cpu" else self.num_runs
+    self.vmap_runs = vmap_runs
     self._run_args = (jnp.asarray([c.seed for c in configs], jnp.int32),
                       jnp.asarray([c.lr for c in configs], jnp.float32))
     new_model = lambda seed: model_lib.Qwen3ForCausalLM(
