@@ -20,7 +20,7 @@ TINY = ["--config", "nano", "--batch-size", "16", "--seq-len", "64"]
 # The fields the JSON of `--json PATH` promises.
 FIELDS = {"target", "device_kind", "devices", "processes", "per_device_bytes", "peak_bytes",
           "hbm_bytes", "fits", "grad_accum", "model_flops_per_step", "collectives",
-          "compile_s"}
+          "compile_s", "required_bytes"}
 
 
 def memory_command(tmp_path, *flags):
@@ -65,6 +65,10 @@ def test_a_sweep_compiles_for_chips_this_machine_lacks_as_its_json_says(
                                         + result["temporaries"] - result["aliased"])
   chip = accelerators.CHIPS[kind]
   assert result["hbm_bytes"] == chip.hbm_bytes and result["fits"] is True
+  # What the chip must hold: XLA's peak, which the TPU compiler checks itself;
+  # the whole total, which a GPU's runtime allocates.
+  assert result["required_bytes"] == result["peak_bytes" if kind.startswith("TPU")
+                                            else "per_device_bytes"]
   assert f"{result['per_device_bytes'] / 2**20:.1f} MiB" in printed
   # The runs vmapped together as on the chip, not looped as this CPU would.
   assert result["vmap_runs"] == 2
@@ -84,12 +88,12 @@ def test_a_step_too_big_for_the_chip_does_not_fit_and_fit_finds_the_grad_accum_t
   result, printed = memory_command(tmp_path, *flags, "--fit")
   too_big, fitting = result["tried"]
   assert too_big["grad_accum"] == 1 and too_big["fits"] is False
-  assert too_big["needs_bytes"] > 15 * 2**30
-  assert fitting == {"grad_accum": 2, "fits": True, "needs_bytes": None,
-                     "per_device_bytes": result["per_device_bytes"]}
+  assert too_big["required_bytes"] > 15.75 * 2**30  # the compiler's own figure
+  assert fitting == {"grad_accum": 2, "fits": True,
+                     "required_bytes": result["peak_bytes"]}
   assert result["grad_accum"] == 2 and result["fits"] is True
-  assert result["per_device_bytes"] <= result["hbm_bytes"] == 16 * 2**30
-  needs = too_big["needs_bytes"] / 2**30
+  assert result["required_bytes"] <= result["hbm_bytes"] == 16 * 2**30
+  needs = too_big["required_bytes"] / 2**30
   assert f"tried --grad-accum 1 (does not fit: needs {needs:.2f} GiB), 2 (fits)" in printed
 
 
@@ -130,6 +134,12 @@ def test_a_targets_devices_name_it_back(name):
   assert accelerators.per_device(chip, devices) == (chip.hbm_bytes, chip.peak_bf16_flops)
 
 
+def test_slices_multiply_a_tpu_topology():
+  devices = accelerators.target_devices(accelerators.parse_target("v5e:2x2", slices=2))
+  assert len(devices) == 8 and {d.slice_index for d in devices} == {0, 1}
+  assert accelerators.target_of(devices) is None  # no one --target names two slices
+
+
 def test_a_bad_target_is_one_line(tmp_path):
   for target, message in [
       ("v9x:2x2", "unknown --target 'v9x:2x2'"),
@@ -144,13 +154,14 @@ def test_a_bad_target_is_one_line(tmp_path):
 
 def test_a_missing_or_unmatched_compiler_says_which_version_to_install(monkeypatch):
   versions = {"libtpu": None, "jax-cuda12-plugin": "0.4.1"}
+  installed = importlib.metadata.version
 
   def version(name):
-    if name in versions:
-      if versions[name] is None:
-        raise importlib.metadata.PackageNotFoundError(name)
-      return versions[name]
-    return importlib.metadata.version(name)
+    if name not in versions:
+      return installed(name)
+    if versions[name] is None:
+      raise importlib.metadata.PackageNotFoundError(name)
+    return versions[name]
 
   monkeypatch.setattr(accelerators.importlib.metadata, "version", version)
   jax_version = jax.__version__
@@ -163,9 +174,11 @@ def test_a_missing_or_unmatched_compiler_says_which_version_to_install(monkeypat
 
 
 def test_the_committed_accelerator_report_is_its_json():
-  """results/accelerators.md renders its JSON, which holds every case."""
+  """results/accelerators.md renders its JSON, which holds every case, and
+  README's table of what fits where is its table."""
   data = json.loads((REPO / "results" / "accelerators.json").read_text())
   assert (REPO / "results" / "accelerators.md").read_text() == memory.accelerator_markdown(data)
+  assert memory.fit_table(data) in (REPO / "README.md").read_text()
   assert [(c["flags"], c["target"]) for c in data["cases"]] == memory.accelerator_cases()
   ladm_v5e = next(c for c in data["cases"]
                   if c["flags"] == ["--preset", "ladm-paper"] and c["target"] == "v5e:2x4")

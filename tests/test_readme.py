@@ -21,12 +21,17 @@ from tests.helpers import REPO, records
 README = REPO / "README.md"
 # What CI itself runs (.ci/run); the hours-long suite, and the smoke suite that
 # tests/test_benchmark.py runs in its place; the 134M model's memory
-# reports, which tests/test_scale.py runs on a small model.
+# reports, which tests/test_scale.py and tests/test_accelerators.py run on a
+# small model.
 CI_STEPS = ("python3 -m venv", "pip install", "python -m pytest")
 LONG = {"python -m train.benchmark --suite nano",
         "python -m train.benchmark --suite smoke",  # run by tests/test_benchmark.py
         "python -m train.memory --preset ladm-paper --devices 8",
-        "python -m train.memory --preset ladm-paper --devices 1 --grad-accum 8 --remat"}
+        "python -m train.memory --preset ladm-paper --devices 1 --grad-accum 8 --remat",
+        # tests/test_accelerators.py compiles small configs for these chips.
+        "python -m train.memory --preset ladm-paper --target v5e:2x4 --fit",
+        "python -m train.memory --preset ladm-paper --target v5e:4x4",
+        "python -m train.memory --preset ladm-paper --target h100:8 --fsdp --json h100.json"}
 
 
 def test_python_blocks_run():

@@ -117,7 +117,8 @@ def predicted_memory(flags: list[str], devices: list) -> dict:
     result = memory.measured(flags, target=target)
   except (ValueError, RuntimeError) as e:
     return {"target": target, "error": str(e).splitlines()[-1]}
-  return {k: result.get(k) for k in ("target", "per_device_bytes", "peak_bytes", "fits")}
+  return {k: result[k] for k in ("target", "per_device_bytes", "peak_bytes", "required_bytes",
+                                  "fits")}
 
 
 def optimizer_steps(out: pathlib.Path, reduced: bool) -> dict:
@@ -136,7 +137,8 @@ def markdown(report: dict) -> str:
   if "error" in guess:
     predicted = guess["error"]
   elif guess["per_device_bytes"] is None:
-    predicted = f"does not fit (`--target {guess['target']}`)"
+    predicted = (f"does not fit: needs {guess['required_bytes'] / 2**30:.1f} "
+                 f"(`--target {guess['target']}`)")
   else:
     predicted = (f"{guess['per_device_bytes'] / 2**30:.1f}, {guess['peak_bytes'] / 2**30:.1f} "
                  f"(`--target {guess['target']}`)")

@@ -117,8 +117,8 @@ def step_memory(train_flags: list[str], runs: int = 1, target: str | None = None
     result["tokens_per_s_bound"] = runs * config.tokens_per_step / result["step_time_bound_s"]
   # What a step that does not compile leaves unknown.
   result.update(dict.fromkeys(("arguments", "outputs", "aliased", "temporaries",
-                               "per_device_bytes", "peak_bytes", "collectives", "needs_bytes",
-                               "available_bytes")))
+                               "per_device_bytes", "peak_bytes", "collectives",
+                               "required_bytes", "available_bytes")))
   start = time.perf_counter()
   try:
     compiled = trainer.train_steps.lower(trainer.abstract_state, batch).compile()
@@ -127,7 +127,7 @@ def step_memory(train_flags: list[str], runs: int = 1, target: str | None = None
     if not str(e).startswith("RESOURCE_EXHAUSTED") or needs is None:
       raise
     return {**result, "compile_s": time.perf_counter() - start, "fits": False,
-            "needs_bytes": round(float(needs[1]) * 2**30),
+            "required_bytes": round(float(needs[1]) * 2**30),
             "available_bytes": round(float(needs[2]) * 2**30)}
   memory = compiled.memory_analysis()
   result.update(
@@ -137,7 +137,12 @@ def step_memory(train_flags: list[str], runs: int = 1, target: str | None = None
       peak_bytes=memory.peak_memory_in_bytes, collectives=_collectives(compiled.as_text()))
   result["per_device_bytes"] = (result["arguments"] + result["outputs"]
                                 + result["temporaries"] - result["aliased"])
-  result["fits"] = None if hbm is None else result["per_device_bytes"] <= hbm
+  # What the chip must hold: the TPU compiler checks XLA's peak against its
+  # HBM itself (and refused the step above if it does not fit); a GPU's
+  # runtime allocates the arguments, outputs and temporaries whole.
+  result["required_bytes"] = (result["peak_bytes"] if devices[0].platform == "tpu"
+                              else result["per_device_bytes"])
+  result["fits"] = None if hbm is None else result["required_bytes"] <= hbm
   return result
 
 
@@ -178,8 +183,8 @@ def fit(train_flags: list[str], **where) -> dict:
       break
     result = measured([*train_flags, "--grad-accum", str(grad_accum)], **where)
     tries.append(result)
-  return {**result, "tried": [{k: t[k] for k in ("grad_accum", "fits", "per_device_bytes",
-                                                 "needs_bytes")} for t in tries]}
+  return {**result, "tried": [{k: t[k] for k in ("grad_accum", "fits", "required_bytes")}
+                              for t in tries]}
 
 
 def _gib(x: int | None) -> str:
@@ -197,8 +202,8 @@ def summary(r: dict) -> str:
            f"{r['devices']} x {r['device_kind']}")
   lines = [f"{where}, --grad-accum {r['grad_accum']}"
            + (f", {r['runs']} runs" if r["runs"] > 1 else "")]
-  if r["needs_bytes"] is not None:
-    lines.append(f"does not fit: the TPU compiler needs {_size(r['needs_bytes'])} of the "
+  if r["available_bytes"] is not None:
+    lines.append(f"does not fit: the TPU compiler needs {_size(r['required_bytes'])} of the "
                  f"{_size(r['available_bytes'])} of HBM it can use")
   else:
     lines.append(
@@ -207,18 +212,20 @@ def summary(r: dict) -> str:
         f"XLA's peak {_size(r['peak_bytes'])}")
     if r["hbm_bytes"]:
       verdict = "fits" if r["fits"] else "does not fit"
-      lines.append(f"{verdict}: needs {_size(r['per_device_bytes'])} of "
-                   f"{_size(r['hbm_bytes'])} HBM")
+      lines.append(f"{verdict}: needs {_size(r['required_bytes'])} of "
+                   f"{_size(r['hbm_bytes'])} HBM ("
+                   + ("XLA's peak, as the TPU compiler checks)" if r["device_kind"].startswith(
+                       "TPU") else "the total, as the GPU runtime allocates)"))
     lines.append("collectives: " + ", ".join(f"{k} {v}" for k, v in r["collectives"].items()))
   if r["step_time_bound_s"]:
     lines.append(f"compute bound (model FLOPs at the chips' bf16 peak, not a measurement): "
-                 f"{r['step_time_bound_s'] * 1e3:.1f} ms/step, "
+                 f"{r['step_time_bound_s'] * 1e3:.3g} ms/step, "
                  f"{r['tokens_per_s_bound']:,.0f} tokens/s at MFU 1.0")
   if "tried" in r and len(r["tried"]) > 1:
     lines.append("tried --grad-accum " + ", ".join(
         f"{t['grad_accum']} (fits)" if t["fits"] else
-        f"{t['grad_accum']} (does not fit: needs "
-        f"{_size(t['needs_bytes'] or t['per_device_bytes'])})" for t in r["tried"]))
+        f"{t['grad_accum']} (does not fit: needs {_size(t['required_bytes'])})"
+        for t in r["tried"]))
   return "\n".join(lines)
 
 
@@ -301,6 +308,21 @@ def accelerator_report(out: pathlib.Path, jobs: int) -> None:
   print(f"wrote {out}")
 
 
+def fit_table(data: dict) -> str:
+  """What fits where: per flags (rows) and target (columns), the smallest
+  `--grad-accum` that fits and that step's GiB per device (README's table)."""
+  cases = data["cases"]
+  targets = list(dict.fromkeys(c["target"] for c in cases))
+  rows = list(dict.fromkeys(" ".join(c["flags"]) for c in cases))
+  cell = {(" ".join(c["flags"]), c["target"]): (
+      f"{c['grad_accum']} ({_gib(c['required_bytes'])} of {_gib(c['hbm_bytes'])})"
+      if c["fits"] else "no") for c in cases}
+  lines = ["| flags | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
+  lines += [f"| `{row}` | " + " | ".join(cell.get((row, t), "") for t in targets) + " |"
+            for row in rows]
+  return "\n".join(lines) + "\n"
+
+
 def accelerator_markdown(data: dict) -> str:
   """results/accelerators.md from its JSON."""
   lines = [
@@ -312,25 +334,31 @@ def accelerator_markdown(data: dict) -> str:
       "Each row is one train step compiled for the chips of its target by their own "
       "compiler (libtpu's for TPUs, XLA's GPU compiler in the CUDA plugin for NVIDIA GPUs) "
       "against abstract arrays: XLA's compile-time estimate of one device's memory on that "
-      "chip, not a run on one. *HBM* is the chip's datasheet figure. The TPU compiler itself "
-      "refuses a step over what it can use (on v5e 15.75 of 16 GiB: *needs* is its figure); "
-      "on GPUs a step fits if its total is within HBM, and JAX's allocator takes 75% of a "
-      "GPU's memory unless `XLA_PYTHON_CLIENT_MEM_FRACTION` says more. `--fit` tries "
-      "`--grad-accum` 1, 2, 4, ... until the step fits: *at 1* is what one microbatch per "
-      "step needs, *grad-accum* the first that fits, and the columns after it that step's. "
+      "chip, not a run on one. *HBM* is the chip's datasheet figure. What a device must "
+      "hold is checked against it: on a TPU, XLA's peak, which the TPU compiler checks "
+      "itself, refusing a step over the HBM it can use (15.75 of v5e's 16 GiB; a refused "
+      "step's need is the figure of its message); on a GPU, the total of arguments, "
+      "outputs and temporaries, which the runtime allocates (and JAX's allocator takes "
+      "75% of a GPU's memory unless `XLA_PYTHON_CLIENT_MEM_FRACTION` says more). `--fit` "
+      "tries `--grad-accum` 1, 2, 4, ... until the step fits: *need at 1* is that need "
+      "with one microbatch per step, *grad-accum* the first that fits, and the columns "
+      "after it that step's. "
       "*Compute bound*: the model FLOPs of a step (6 per matmul weight per token, plus "
       "attention) at the chips' dense bf16 peak, the step time and tokens/s of MFU 1.0: a "
       "bound, not a measurement. *Collectives*: all-reduce / all-gather / reduce-scatter / "
       "all-to-all in the compiled HLO.", "",
-      "| flags | target | devices (hosts) | at 1 (GiB) | grad-accum | arguments | "
+      "## What fits where", "",
+      "The smallest `--grad-accum` that fits, and that step's need per device of the "
+      "chip's HBM, in GiB:", "", fit_table(data),
+      "## Every compiled step", "",
+      "| flags | target | devices (hosts) | need at 1 (GiB) | grad-accum | arguments | "
       "temporaries | total | XLA's peak | HBM (GiB) | fits | collectives | "
       "compute bound (ms/step, tokens/s) |",
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for c in data["cases"]:
     first = c["tried"][0]
-    at_one = (_gib(first["per_device_bytes"]) if first["needs_bytes"] is None
-              else f"needs {_gib(first['needs_bytes'])}")
-    if c["needs_bytes"] is not None:
+    at_one = _gib(first["required_bytes"])
+    if c["available_bytes"] is not None:
       sizes, collectives = "- | - | - | -", "-"
     else:
       sizes = (f"{_gib(c['arguments'])} | {_gib(c['temporaries'])} | "
@@ -340,7 +368,7 @@ def accelerator_markdown(data: dict) -> str:
         f"| `{' '.join(c['flags'])}` | {c['target']} | {c['devices']} x {c['device_kind']} "
         f"({c['processes']}) | {at_one} | {c['grad_accum'] if c['fits'] else 'none'} | "
         f"{sizes} | {_gib(c['hbm_bytes'])} | {'yes' if c['fits'] else '**no**'} | "
-        f"{collectives} | {c['step_time_bound_s'] * 1e3:.0f}, "
+        f"{collectives} | {c['step_time_bound_s'] * 1e3:.3g}, "
         f"{c['tokens_per_s_bound']:,.0f} |")
   return "\n".join(lines) + "\n"
 
