@@ -16,9 +16,10 @@ allocated: the step is compiled against abstract arrays, in a fresh process.
 `--devices N` simulates N CPU devices. `--target` compiles for the chips of a
 TPU slice or of NVIDIA GPUs with their own compilers (`train.accelerators`;
 the `aot` extra installs them): the figures are that compiler's estimate for
-the chip, and the chip's HBM (`train.accelerators.CHIPS`) says whether it
-fits. A step the TPU compiler cannot fit is reported as not fitting, with the
-memory it asked for. `--fit` tries `--grad-accum` 1, 2, 4, ... (from the one
+the chip, and it fits if what a device must hold (XLA's peak on a TPU, which
+its compiler checks; the total on a GPU, which its runtime allocates) is
+within the chip's HBM (`train.accelerators.CHIPS`). A step the TPU compiler
+cannot fit is reported as not fitting, with the memory it asked for. `--fit` tries `--grad-accum` 1, 2, 4, ... (from the one
 given, dividing each device's rows) until one fits. `--runs K` compiles a
 sweep of K runs (vmapped as `--vmap-runs` and the target's backend decide).
 The data set is not read, and does not change the step.
@@ -161,8 +162,7 @@ def measured(train_flags: list[str], devices: int | None = None, target: str | N
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   result = subprocess.run(
       [sys.executable, "-m", "train.memory", "--in-process", "--json", "-", "--runs", str(runs),
-       *where,
-       *train_flags], env=env, capture_output=True, text=True)
+       *where, *train_flags], env=env, capture_output=True, text=True)
   if result.returncode == 2:  # a bad flag: its one-line error, after any plugin's logs
     raise ValueError(result.stderr.strip().splitlines()[-1].removeprefix("error: "))
   if result.returncode:
@@ -397,6 +397,8 @@ def main(argv: list[str] | None = None) -> None:
   args, train_flags = p.parse_known_args(argv)
   from train import accelerators
   try:
+    if args.target is not None:
+      accelerators.parse_target(args.target, args.slices)  # before any process starts
     if args.report:
       from train.config import PRESETS
       cpu_report(pathlib.Path(args.report), list(PRESETS), args.jobs)
