@@ -64,7 +64,7 @@ def paper_step(reduced: bool, steps: int) -> dict:
   from train import step
   from train.config import from_args
 
-  # Microbatches of at most 64 sequences per device: 24.8 GiB of the step's
+  # Microbatches of at most 64 sequences per device: 25.0 GiB of the step's
   # memory per device in results/memory.md.
   flags = ["--preset", "ladm-paper", "--data", "python_stdlib", "--steps-per-call", "1",
            "--grad-accum", str(max(1, 8 // jax.device_count()))]
