@@ -19,9 +19,10 @@ the `aot` extra installs them): the figures are that compiler's estimate for
 the chip, and it fits if what a device must hold (XLA's peak on a TPU, which
 its compiler checks; the total on a GPU, which its runtime allocates) is
 within the chip's HBM (`train.accelerators.CHIPS`). A step the TPU compiler
-cannot fit is reported as not fitting, with the memory it asked for. `--fit` tries `--grad-accum` 1, 2, 4, ... (from the one
-given, dividing each device's rows) until one fits. `--runs K` compiles a
-sweep of K runs (vmapped as `--vmap-runs` and the target's backend decide).
+cannot fit is reported as not fitting, with the memory it asked for. `--fit`
+tries `--grad-accum` 1, 2, 4, ... (from the one given, dividing each
+device's rows) until one fits. `--runs K` compiles a sweep of K runs
+(vmapped as `--vmap-runs` and the target's backend decide).
 The data set is not read, and does not change the step.
 """
 

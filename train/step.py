@@ -149,10 +149,9 @@ class Trainer:
     self.tx = optim.make_optimizer(config, component_metrics)
     model_config = config.model_config if model_config is None else model_config
     self.grad_accum, self.loss_chunk = config.grad_accum, config.loss_chunk
-    vmap_runs = config.vmap_runs
-    if vmap_runs is None:  # the mesh's chips decide, not this host's backend
-      vmap_runs = 1 if self.mesh.devices.flat[0].platform == "cpu" else self.num_runs
-    self.vmap_runs = vmap_runs
+    self.vmap_runs = config.vmap_runs
+    if self.vmap_runs is None:  # the mesh's chips decide, not this host's backend
+      self.vmap_runs = 1 if self.mesh.devices.flat[0].platform == "cpu" else self.num_runs
     self._run_args = (jnp.asarray([c.seed for c in configs], jnp.int32),
                       jnp.asarray([c.lr for c in configs], jnp.float32))
     new_model = lambda seed: model_lib.Qwen3ForCausalLM(
@@ -165,7 +164,7 @@ class Trainer:
         params = nnx.state(new_model(seed), nnx.Param)
       return TrainState(params, self.tx(peak_lr).init(params))
 
-    runs = lambda fn, in_axes=(0, 0): over_runs(fn, in_axes, vmap_runs)
+    runs = lambda fn, in_axes=(0, 0): over_runs(fn, in_axes, self.vmap_runs)
     shapes = jax.eval_shape(runs(init_one), *self._run_args)
     mesh = self.mesh
     num_shards = mesh.shape[DATA_AXIS] if config.fsdp else 1
