@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from layeropt_jax import OPTIMIZERS
+from train import data
 from train.benchmark import methods, report, runner, suites
 from train.benchmark import plan as planning
 
@@ -27,6 +28,7 @@ def test_the_nano_suite_meets_the_brief():
   assert train["steps"] * train["batch_size"] * train["seq_len"] >= 4_000_000
   assert (suite.grid_points, suite.grid_factor) == (5, 2.0)
   assert (suite.lr_choice_points, suite.lr_choice_seeds, suite.seeds) == (2, 3, 8)
+  assert suite.lr_refine == 2  # the finer grid around the two best points: sqrt(2) steps
   assert suite.data_multiples == (0.25, 0.5, 1.0, 2.0, 4.0)
   assert suite.data_multiple_seeds == 3
   assert suite.fitted_multiples() == (0.5, 1.0, 2.0, 4.0)
@@ -60,6 +62,12 @@ def simulate(suite, loss_of_config):
   return choices, stages, losses
 
 
+def refined_runs(suite, choice, trained=()):
+  """The (lr, seed) runs of `choice`'s finer grid, less the `trained` ones."""
+  return sorted((lr, seed) for lr in choice.candidates
+                for seed in range(suite.lr_choice_seeds) if (lr, seed) not in trained)
+
+
 def test_a_grid_grows_past_its_edge_until_the_chosen_lr_is_inside():
   # A loss with its minimum at lr = 3e-2, far above the grid around 1e-3.
   suite = dataclasses.replace(SMOKE, methods=SMOKE.methods[:1], grid_points=5,
@@ -70,41 +78,58 @@ def test_a_grid_grows_past_its_edge_until_the_chosen_lr_is_inside():
   choice = choices["adamw"]
   assert stages[0] == sorted((lr, 0) for lr in suite.grid(1e-3))
   assert [len(s) for s in stages[1:-1]] == [1] * (len(stages) - 2)  # one point at a time
-  assert choice.lr == pytest.approx(3.2e-2)  # 1e-3 * 2^5, the grid point nearest 3e-2
-  assert min(choice.grid) < choice.lr < max(choice.grid)
-  # The two best points then get seeds 1 (SMOKE: two seeds) before the choice.
-  assert stages[-1] == sorted((lr, 1) for lr in choice.candidates)
+  assert max(choice.grid) == pytest.approx(6.4e-2)  # the grid grew until 3.2e-2 was inside
+  assert choice.lr == pytest.approx(3.2e-2)  # 1e-3 * 2^5, the nearest of 1e-3 * 2^(k/2)
+  # The finer grid: sqrt(2) steps from below the two best points (1.6e-2,
+  # 3.2e-2) to above them, every point at seeds 0 and 1 (SMOKE: two seeds).
+  assert sorted(choice.candidates) == pytest.approx(
+      [1.6e-2 / math.sqrt(2), 1.6e-2, 1.6e-2 * math.sqrt(2), 3.2e-2, 3.2e-2 * math.sqrt(2)])
+  assert min(choice.candidates) < choice.lr < max(choice.candidates)
+  assert stages[-1] == refined_runs(suite, choice, {(lr, 0) for lr in choice.grid})
 
 
 def test_the_lr_choice_takes_the_lower_mean_over_seeds_not_seed_0s_winner():
   suite = dataclasses.replace(SMOKE, methods=SMOKE.methods[:1], grid_points=5,
                               lr_choice_seeds=3, ablations=(), data_multiples=())
+  lr = functools.partial(suite.lr_at, 1e-2)
   grid = suite.grid(1e-2)
-  # Seed 0 is lucky at grid[2]; over seeds 0-2, grid[1] is better.
+  assert grid == [lr(k) for k in (-4, -2, 0, 2, 4)]
+  # Seed 0 is lucky at grid[2]; over seeds 0-2, grid[1] is better, and every
+  # sqrt(2) neighbour of the two is worse.
   table = {(grid[2], 0): 1.0, (grid[2], 1): 2.0, (grid[2], 2): 2.0,
            (grid[1], 0): 1.5, (grid[1], 1): 1.5, (grid[1], 2): 1.5,
            (grid[0], 0): 3.0, (grid[3], 0): 3.0, (grid[4], 0): 3.0}
   choices, stages, _ = simulate(suite, lambda c: table.get((c.lr, c.seed), 5.0))
   choice = choices["adamw"]
-  assert stages == [[(lr, 0) for lr in grid],
-                    [(grid[1], 1), (grid[1], 2), (grid[2], 1), (grid[2], 2)]]
-  assert choice.candidates == {grid[2]: [1.0, 2.0, 2.0], grid[1]: [1.5, 1.5, 1.5]}
+  assert sorted(choice.candidates) == [lr(k) for k in (-3, -2, -1, 0, 1)]
+  assert stages == [[(x, 0) for x in grid],
+                    refined_runs(suite, choice, {(grid[1], 0), (grid[2], 0)})]
+  assert choice.candidates[grid[2]] == [1.0, 2.0, 2.0]
+  assert choice.candidates[grid[1]] == [1.5, 1.5, 1.5]
   assert choice.lr == grid[1]
 
 
-def test_a_chosen_lr_on_an_edge_extends_the_grid():
+def test_a_chosen_lr_on_an_edge_extends_the_finer_grid():
   suite = dataclasses.replace(SMOKE, methods=SMOKE.methods[:1], ablations=(),
                               data_multiples=())
-  low, mid, high = suite.grid(1e-2)
-  below = low / 2
-  # Seed 0 is best at `mid` (inside); seed 1 prefers `low`, an edge, so the
-  # grid grows to `below`, which is worse: `low` is chosen, now inside.
-  table = {(mid, 0): 1.0, (mid, 1): 3.0, (low, 0): 1.2, (low, 1): 1.2, (high, 0): 2.0,
-           (below, 0): 1.9}
+  lr = functools.partial(suite.lr_at, 1e-2)
+  assert suite.grid(1e-2) == [lr(-2), lr(0), lr(2)]
+  # Seed 0 is best at lr(0), then lr(-2): the finer grid spans lr(-3)..lr(1).
+  # Over seeds 0 and 1 its edge lr(-3) is best, so it grows to lr(-4), which
+  # is worse: lr(-3) is chosen, now inside.
+  losses = {-4: (1.9, 1.9), -3: (1.1, 1.1), -2: (1.2, 1.2), -1: (2.0, 2.0),
+            0: (1.0, 3.0), 1: (2.5, 2.5), 2: (2.0,)}
+  table = {(lr(k), seed): v for k, values in losses.items() for seed, v in enumerate(values)}
   choices, stages, _ = simulate(suite, lambda c: table.get((c.lr, c.seed), 5.0))
-  assert stages == [[(low, 0), (mid, 0), (high, 0)], [(low, 1), (mid, 1)], [(below, 0)]]
-  assert choices["adamw"].lr == low
-  assert sorted(choices["adamw"].grid) == [below, low, mid, high]
+  choice = choices["adamw"]
+  trained = {(lr(-2), 0), (lr(0), 0)}
+  assert stages == [[(lr(-2), 0), (lr(0), 0), (lr(2), 0)],
+                    sorted((lr(k), s) for k in range(-3, 2) for s in (0, 1)
+                           if (lr(k), s) not in trained),
+                    [(lr(-4), 0), (lr(-4), 1)]]
+  assert choice.lr == lr(-3)
+  assert sorted(choice.candidates) == [lr(k) for k in range(-4, 2)]
+  assert sorted(choice.grid) == [lr(-2), lr(0), lr(2)]
 
 
 def test_the_runs_after_the_choice_are_listed_once():
@@ -147,9 +172,9 @@ def test_ctrl_c_of_a_suite_says_how_to_resume(monkeypatch, tmp_path, capsys):
 
 
 def test_past_edge():
-  assert planning.past_edge([1.0, 2.0, 4.0], 2.0, 2.0) is None
-  assert planning.past_edge([1.0, 2.0, 4.0], 1.0, 2.0) == 0.5
-  assert planning.past_edge([1.0, 2.0, 4.0], 4.0, 2.0) == 8.0
+  assert planning.past_edge([-2, 0, 2], 0, 2) is None
+  assert planning.past_edge([-2, 0, 2], -2, 2) == -4
+  assert planning.past_edge([-2, 0, 2], 2, 1) == 3
   # A diverged run is the worst, not a minimum.
   assert planning.ranked({1.0: 3.0, 2.0: 2.0, 4.0: math.nan}) == [2.0, 1.0, 4.0]
 
@@ -218,8 +243,11 @@ def synthetic_variants(suite, loss_of_config):
 
 
 def _configs(suite, variant, multiple):
-  lrs = suite.grid(variant.center_lr or 1e-2)
-  lrs = [lrs[0] / 4, lrs[0] / 2, *lrs, lrs[-1] * 2, lrs[-1] * 4]
+  """Every run the plan may ask of `variant`: its grids, grown by up to 4
+  finer steps past either edge, at every seed."""
+  exponents = suite.grid_exponents()
+  lrs = [suite.lr_at(variant.center_lr or 1e-2, k)
+         for k in range(exponents[0] - 4, exponents[-1] + 5)]
   return [suite.config(variant, lr, seed, pathlib.Path("runs"), multiple)
           for lr in lrs for seed in range(max(suite.seeds, suite.data_multiple_seeds))]
 
@@ -265,12 +293,16 @@ def test_the_report_of_a_synthetic_suite():
   assert len(scaling["points"][1.0]) == 8  # every seed of AdamW's row at 1x
 
 
-def test_the_run_hash_covers_what_a_run_computes():
+def test_the_run_hash_covers_what_a_run_computes(monkeypatch):
   config = SMOKE.config(SMOKE.methods[0], 1e-2, 0, pathlib.Path("a"))
   moved = dataclasses.replace(config, workdir="b", cache_dir="c", checkpoint_every=2)
   assert suites.run_hash(moved) == suites.run_hash(config)
   for change in (dict(lr=2e-2), dict(seed=1), dict(opt={"b1": 0.8}), dict(eval_every=3)):
     assert suites.run_hash(dataclasses.replace(config, **change)) != suites.run_hash(config)
+  # A new version of the dataset (another split, another corpus) is a new run.
+  before = suites.run_hash(config)
+  monkeypatch.setattr(data.PythonStdlib, "VERSION", "9.0.0")
+  assert suites.run_hash(config) != before
 
 
 def test_claim_verdicts():

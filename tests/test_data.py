@@ -1,5 +1,6 @@
 """TFDS builders on real files, tokenizer, packing and deterministic batches."""
 
+import dataclasses
 import os
 import pathlib
 import re
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from train import data
+from train.config import TrainConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -95,6 +98,41 @@ def test_windows_are_the_documents_stream_with_eos(stdlib, tmp_path):
     data.prepare("python_stdlib", 10**9, 512, root, workers=1, documents_per_shard=8)
 
 
+def test_the_held_out_set_spans_the_validation_split(stdlib):
+  """The validation set's windows are spread over the whole split: every
+  document longer than their spacing holds one, they are the same for every
+  seed, and they come from validation files only."""
+  from train import train
+  root, splits = stdlib
+  tok, windows, _ = data.prepare("python_stdlib", 129, 2048, root, workers=1)
+  held_out = windows["validation"]
+  count = 512
+  covered = data.coverage(held_out, count, tok.token_to_id(data.EOS))
+  ends = np.flatnonzero(held_out.tokens(0, held_out.stream_tokens) == tok.token_to_id(data.EOS))
+  lengths = np.diff(ends, prepend=-1)
+  # Window starts lie len(held_out) / count windows apart: a document at least
+  # that long (plus a window) must hold one.
+  spacing = (len(held_out) // count + 2) * 129
+  must_hold = int((lengths >= spacing).sum())
+  assert covered["windows"] == count and covered["split_documents"] == len(splits["validation"])
+  assert covered["documents"] >= must_hold >= 0.5 * covered["split_documents"]
+  assert covered["split_documents"] >= 100
+  # The same set whatever the run's seed, learning rate or optimizer.
+  trainer = types.SimpleNamespace(global_eval_batch=np.asarray)
+  config = TrainConfig(config="nano", batch_size=16, seq_len=128, eval_batches=32)
+  batches = [train.eval_batches(held_out, dataclasses.replace(config, **change), trainer)
+             for change in ({}, {"seed": 7, "lr": 1e-2, "optimizer": "muon"})]
+  np.testing.assert_array_equal(np.stack(batches[0]), np.stack(batches[1]))
+  np.testing.assert_array_equal(np.concatenate(batches[0]), data.spread(held_out, count))
+  # Disjoint from training: no file is in both splits, and no validation
+  # window is a training window.
+  paths = {s: {d[i]["path"] for i in range(len(d))} for s, d in splits.items()}
+  assert not paths["train"] & paths["validation"]
+  train_windows = windows["train"][0:len(windows["train"])]
+  seen = {w.tobytes() for w in train_windows}
+  assert not [w for w in np.concatenate(batches[0]) if w.tobytes() in seen]
+
+
 def prepare_command(corpus, cache, *args):
   return [sys.executable, "-m", "train.data", "--data", "fineweb", "--data-dir", str(corpus),
           "--cache-dir", str(cache), "--seq-len", "32", "--vocab-size", "512",
@@ -160,6 +198,7 @@ def test_processes_sharing_a_cache_prepare_it_once(corpus, tmp_path):
 _BATCH_SCRIPT = """
 import numpy as np, sys
 from train import data
+from train.config import TrainConfig
 windows = np.arange(40 * 5, dtype=np.int32).reshape(40, 5)
 ds = data.batches(windows, 8, seed=int(sys.argv[1]), process_index=int(sys.argv[2]), process_count=2)
 np.save(sys.argv[3], np.stack([ds[i] for i in range(12)]))

@@ -54,7 +54,12 @@ import tqdm
 from train import files
 
 EOS = "<|endoftext|>"
-VALIDATION_PERCENT = 5
+# The share of documents held out for validation, chosen by a hash of their
+# key. The standard library is small (669 files in CPython 3.11): 20% holds
+# out about 140 files, enough for a validation set spread over many modules,
+# while 5% of FineWeb is already millions of documents.
+STDLIB_VALIDATION_PERCENT = 20
+FINEWEB_VALIDATION_PERCENT = 5
 # The BPE's training sample: the first 64 MiB of the train split's text.
 BPE_SAMPLE_BYTES = 64 << 20
 DOCUMENTS_PER_SHARD = 1024
@@ -67,22 +72,34 @@ def default_cache_dir() -> str:
                         os.path.join(os.path.expanduser("~"), "tensorflow_datasets"))
 
 
-def _is_validation(key: str) -> bool:
+def _is_validation(key: str, percent: int) -> bool:
   """A stable split by a hash of the document's key (path or id)."""
-  return int(hashlib.sha256(key.encode()).hexdigest(), 16) % 100 < VALIDATION_PERCENT
+  return int(hashlib.sha256(key.encode()).hexdigest(), 16) % 100 < percent
+
+
+def _generated_codec_table(path: pathlib.Path) -> bool:
+  """A character-mapping codec that `gencodec.py` wrote: a table, nearly the
+  same as its dozens of siblings."""
+  with open(path, encoding="utf-8", errors="replace") as f:
+    return "with gencodec.py" in f.readline()
 
 
 def stdlib_files(root: str | os.PathLike | None = None) -> list[pathlib.Path]:
-  """The running CPython's `Lib/` sources, without tests and site-packages."""
+  """The running CPython's `Lib/` sources, without tests, site-packages and
+  the generated codec tables (near-copies of one another: split by file,
+  they would put near-duplicates of training files in the validation split)."""
   root = pathlib.Path(root or sysconfig.get_paths()["stdlib"])
   skip = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
   return sorted(p for p in root.rglob("*.py")
-                if not skip & set(p.relative_to(root).parts))
+                if not skip & set(p.relative_to(root).parts)
+                and not _generated_codec_table(p))
 
 
 class PythonStdlib(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """The embedded default corpus: this Python's standard library sources."""
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {"2.0.0": f"{STDLIB_VALIDATION_PERCENT}% of the files held out "
+                            "for validation (was 5%); no generated codec tables."}
 
   def _info(self):
     return tfds.core.DatasetInfo(
@@ -102,7 +119,7 @@ class PythonStdlib(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     root = pathlib.Path(sysconfig.get_paths()["stdlib"])
     for path in stdlib_files(root):
       key = str(path.relative_to(root))
-      if _is_validation(key) == validation:
+      if _is_validation(key, STDLIB_VALIDATION_PERCENT) == validation:
         text = path.read_text(encoding="utf-8", errors="replace")
         if text.strip():
           yield key, {"text": text, "path": key}
@@ -113,7 +130,7 @@ def _row_group_examples(path: pathlib.Path, group: int, validation: bool):
   import pyarrow.parquet as pq
   table = pq.ParquetFile(path).read_row_group(group, columns=["text", "id"])
   for text, doc_id in zip(table.column("text").to_pylist(), table.column("id").to_pylist()):
-    if text and _is_validation(doc_id) == validation:
+    if text and _is_validation(doc_id, FINEWEB_VALIDATION_PERCENT) == validation:
       yield doc_id, {"text": text, "id": doc_id}
 
 
@@ -323,7 +340,8 @@ class TokenWindows:
     self._shards = [np.load(directory / s["file"], mmap_mode="r") for s in manifest["shards"]]
     self._offsets = np.cumsum([0] + [len(s) for s in self._shards])
     self.window = window
-    self._length = int(self._offsets[-1]) // window
+    self.stream_tokens = int(self._offsets[-1])  # the last window's leftovers included
+    self._length = self.stream_tokens // window
 
   def __len__(self) -> int:
     return self._length
@@ -386,8 +404,11 @@ def prepare(name: str, window: int, vocab_size: int, cache_dir: str | os.PathLik
   workers = workers or os.cpu_count()
   with _locked(cache / f".{name}.lock"):
     splits = {s: load_split(name, s, cache, data_dir) for s in ("train", "validation")}
+    # The builder's version names what it cached: a new split is a new BPE
+    # and new shards, never a stale one read back.
+    dataset = f"{name}-{BUILDERS[name].VERSION}"
     tokenizer = get_tokenizer(splits["train"], vocab_size,
-                              cache / "tokenizers" / f"{name}-bpe{vocab_size}.json",
+                              cache / "tokenizers" / f"{dataset}-bpe{vocab_size}.json",
                               tokenizer_file)
     if tokenizer.get_vocab_size() > vocab_size:
       raise ValueError(
@@ -399,7 +420,7 @@ def prepare(name: str, window: int, vocab_size: int, cache_dir: str | os.PathLik
     directories, prepared = {}, {}
     for split in splits:
       directories[split] = (cache / "tokens" /
-                            f"{name}-{split}-{digest}-{documents_per_shard}")
+                            f"{dataset}-{split}-{digest}-{documents_per_shard}")
       prepared[split] = tokenize_split(name, split, cache, tokenizer, directories[split],
                                        workers, documents_per_shard, progress)
   windows = {split: TokenWindows(d, window) for split, d in directories.items()}
@@ -408,6 +429,36 @@ def prepare(name: str, window: int, vocab_size: int, cache_dir: str | os.PathLik
       raise ValueError(f"the {split} split has {prepared[split].tokens} tokens, fewer "
                        f"than one window of {window}")
   return tokenizer, windows, prepared
+
+
+def _spread(length: int, count: int) -> np.ndarray:
+  """`min(count, length)` indices evenly spaced over `range(length)`."""
+  count = min(count, length)
+  return (2 * np.arange(count) + 1) * length // (2 * count)
+
+
+def spread(windows, count: int) -> np.ndarray:
+  """`count` windows evenly spaced over the whole of `windows` (all of them
+  if there are fewer), `[n, window]`: a held-out set that samples every part
+  of the split alike, whatever order its documents come in."""
+  return np.stack([windows[int(i)] for i in _spread(len(windows), count)])
+
+
+def coverage(windows: TokenWindows, count: int, eos: int) -> dict[str, int]:
+  """What `spread(windows, count)` holds of its split: its windows and
+  tokens, the split's documents and tokens, and how many of those documents
+  its windows hold tokens of (a document ends at its `eos` token)."""
+  window = windows.window
+  ends = np.flatnonzero(windows.tokens(0, windows.stream_tokens) == eos)
+  starts = _spread(len(windows), count) * window
+  first = np.searchsorted(ends, starts)
+  last = np.searchsorted(ends, starts + window - 1)
+  documents = set()
+  for a, b in zip(first.tolist(), last.tolist()):
+    documents.update(range(a, b + 1))
+  return {"windows": len(starts), "tokens": len(starts) * window,
+          "split_documents": len(ends), "split_tokens": windows.stream_tokens,
+          "documents": len(documents)}
 
 
 def batches(windows, global_batch: int, seed: int,

@@ -37,9 +37,10 @@ def init_distributed(config: TrainConfig) -> None:
                              config.process_id)
 
 
-def eval_batches(windows: np.ndarray, config: TrainConfig, trainer: step.Trainer):
-  """The fixed held-out set: the first `eval_batches` global batches of the
-  validation split, unshuffled, this process's rows of each."""
+def eval_batches(windows, config: TrainConfig, trainer: step.Trainer):
+  """The fixed held-out set: `eval_batches` global batches of windows spread
+  evenly over the whole validation split (`data.spread`), the same for every
+  seed and learning rate; this process's rows of each."""
   n = min(config.eval_batches, len(windows) // config.batch_size)
   if n == 0:
     raise ValueError(
@@ -47,8 +48,9 @@ def eval_batches(windows: np.ndarray, config: TrainConfig, trainer: step.Trainer
         f"of {config.batch_size}")
   rows = config.batch_size // jax.process_count()
   lo = jax.process_index() * rows
-  batches = windows[: n * config.batch_size].reshape(n, config.batch_size, -1)
-  return [trainer.global_eval_batch(b[lo:lo + rows]) for b in batches]
+  held_out = data.spread(windows, n * config.batch_size)
+  return [trainer.global_eval_batch(b[lo:lo + rows])
+          for b in held_out.reshape(n, config.batch_size, -1)]
 
 
 # What the runs of a sweep may differ in, beside their workdirs.

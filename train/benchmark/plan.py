@@ -1,14 +1,19 @@
 """Which runs a suite needs, given the runs finished so far.
 
 One function of the finished runs decides, for the runner and the report
-alike, every method's learning rate:
+alike, every method's learning rate. Learning rates are
+`center * grid_factor ** (k / lr_refine)` for integers k, so the grids below
+share their points exactly:
 
 1. the grid: `grid_points` learning rates spaced by `grid_factor`, seed 0,
    extended past an edge while the best point lies on it;
-2. the choice: the `lr_choice_points` best grid points get seeds 1 to
+2. the choice: the `lr_choice_points` best grid points and every point
+   between them and one `grid_factor ** (1 / lr_refine)` step beyond (sqrt(2)
+   spacing around the two best points of a 2x grid) get seeds 0 to
    `lr_choice_seeds - 1`, and the learning rate with the lowest mean over
-   its seeds is chosen (on seed 0 alone the winner is biased: it was picked
-   for its luck on that seed); a choice on an edge extends the grid again.
+   those seeds is chosen (on seed 0 alone the winner is biased: it was picked
+   for its luck on that seed); a choice on an edge of this finer grid extends
+   it by one step.
 
 Then each method gets `seeds` seeds at its chosen learning rate, each
 ablation as many at its parent's, and the baseline its data budgets.
@@ -31,19 +36,19 @@ from train.config import TrainConfig
 Loss = Callable[[TrainConfig], float | None]
 
 
-def ranked(losses: Mapping[float, float]) -> list[float]:
-  """The learning rates of `losses` (lr -> loss) from the lowest loss; a
-  diverged run (NaN) counts as the worst."""
-  return sorted(losses, key=lambda lr: (math.isnan(losses[lr]), losses[lr]))
+def ranked(losses: Mapping[Any, float]) -> list[Any]:
+  """The keys of `losses` (key -> loss) from the lowest loss; a diverged run
+  (NaN) counts as the worst."""
+  return sorted(losses, key=lambda k: (math.isnan(losses[k]), losses[k]))
 
 
-def past_edge(lrs: list[float], lr: float, factor: float) -> float | None:
-  """The learning rate one grid step beyond `lr` when `lr` is the lowest or
-  the highest of `lrs`, else None."""
-  if lr == min(lrs):
-    return lr / factor
-  if lr == max(lrs):
-    return lr * factor
+def past_edge(points: list[int], point: int, step: int) -> int | None:
+  """The grid exponent one `step` beyond `point` when `point` is the lowest
+  or the highest of `points`, else None."""
+  if point == min(points):
+    return point - step
+  if point == max(points):
+    return point + step
   return None
 
 
@@ -51,7 +56,8 @@ def past_edge(lrs: list[float], lr: float, factor: float) -> float | None:
 class LrChoice:
   """Where a method's learning-rate choice stands."""
   grid: dict[float, float]  # seed 0's loss by learning rate, once the grid is finished
-  candidates: dict[float, list[float]]  # the best points' losses by seed, once finished
+  # The finer grid's losses by learning rate and seed, once finished.
+  candidates: dict[float, list[float]]
   lr: float | None  # the chosen learning rate; None while runs are missing
   stage: int  # how many stages (grids, extensions, choices) came before `pending`
   pending: list[TrainConfig]  # the runs of the stage it waits for, finished ones included
@@ -75,35 +81,36 @@ class Plan:
   def choose_lr(self, method: Variant, loss: Loss) -> LrChoice:
     """The learning rate of `method`, or the runs its choice waits for."""
     suite = self.suite
-    lrs = suite.grid(method.center_lr)
-
-    def beyond(lr: float) -> float | None:
-      """The point to add past `lr` if it lies on an edge and the grid may grow."""
-      if len(lrs) - suite.grid_points >= suite.max_extensions:
-        return None
-      return past_edge(lrs, lr, suite.grid_factor)
-
+    lr = lambda k: suite.lr_at(method.center_lr, k)
+    coarse = suite.grid_exponents()
     stage = 0
     while True:
-      runs = [self.config(method, lr, 0) for lr in lrs]
-      if any(loss(c) is None for c in runs):
-        return LrChoice({}, {}, None, stage, runs)
-      grid = {lr: loss(c) for lr, c in zip(lrs, runs)}
+      runs = {k: self.config(method, lr(k), 0) for k in coarse}
+      if any(loss(c) is None for c in runs.values()):
+        return LrChoice({}, {}, None, stage, list(runs.values()))
+      grid = {k: loss(c) for k, c in runs.items()}
       stage += 1
-      if (extension := beyond(ranked(grid)[0])) is not None:
-        lrs.append(extension)
-        continue
-      runs = {lr: [self.config(method, lr, seed) for seed in range(suite.lr_choice_seeds)]
-              for lr in ranked(grid)[:suite.lr_choice_points]}
+      beyond = past_edge(coarse, ranked(grid)[0], suite.lr_refine)
+      if beyond is None or len(coarse) - suite.grid_points >= suite.max_extensions:
+        break
+      coarse.append(beyond)
+    best = ranked(grid)[:suite.lr_choice_points]
+    fine = list(range(min(best) - 1, max(best) + 2))
+    first_fine = len(fine)
+    while True:
+      runs = {k: [self.config(method, lr(k), seed) for seed in range(suite.lr_choice_seeds)]
+              for k in fine}
       if any(loss(c) is None for seeds in runs.values() for c in seeds):
-        return LrChoice(grid, {}, None, stage, [c for seeds in runs.values() for c in seeds])
-      candidates = {lr: [loss(c) for c in seeds] for lr, seeds in runs.items()}
-      chosen = ranked({lr: statistics.fmean(v) for lr, v in candidates.items()})[0]
+        return LrChoice({lr(k): v for k, v in grid.items()}, {}, None, stage,
+                        [c for seeds in runs.values() for c in seeds])
+      candidates = {k: [loss(c) for c in seeds] for k, seeds in runs.items()}
+      chosen = ranked({k: statistics.fmean(v) for k, v in candidates.items()})[0]
       stage += 1
-      if (extension := beyond(chosen)) is not None:
-        lrs.append(extension)
-        continue
-      return LrChoice(grid, candidates, chosen, stage, [])
+      beyond = past_edge(fine, chosen, 1)
+      if beyond is None or len(fine) - first_fine >= suite.max_extensions:
+        return LrChoice({lr(k): v for k, v in grid.items()},
+                        {lr(k): v for k, v in candidates.items()}, lr(chosen), stage, [])
+      fine.append(beyond)
 
   def final_groups(self, chosen: Mapping[str, float]) -> list[list[TrainConfig]]:
     """The runs after every learning rate is chosen, in groups that train
@@ -131,9 +138,13 @@ class Plan:
     return groups
 
   def planned_steps(self) -> int:
-    """Training steps of the suite without grid extensions."""
+    """Training steps of the suite without grid extensions, its best grid
+    points neighbours."""
     suite, steps = self.suite, self.suite.train["steps"]
-    choice = suite.lr_choice_points * (suite.lr_choice_seeds - 1)
+    fine = (suite.lr_choice_points - 1) * suite.lr_refine + 3
+    # The points of the finer grid that seed 0 of the first grid has trained.
+    trained = suite.lr_choice_points + (2 if suite.lr_refine == 1 else 0)
+    choice = fine * suite.lr_choice_seeds - trained
     runs = (len(suite.methods) * (suite.grid_points + choice
                                   + max(suite.seeds - suite.lr_choice_seeds, 0))
             + len(suite.ablations) * suite.seeds)

@@ -16,6 +16,7 @@ from typing import Any
 from layeropt_jax import LADM_SCALES, MALAO_SCALES, UNIT_SCALES
 from train.benchmark.methods import METHODS
 from train.config import PAPER_SETUP, PLACEMENT, TrainConfig, fields_of
+from train.data import BUILDERS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +35,11 @@ class Variant:
 
 
 def run_hash(config: TrainConfig) -> str:
-  """A stable hash of what the run computes and records."""
+  """A stable hash of what the run computes and records: its configuration
+  and its dataset's version (a new split or corpus is a new run)."""
   placement = fields_of(PLACEMENT)
   fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in placement}
+  fields["data_version"] = str(BUILDERS[config.data].VERSION)
   return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -51,11 +54,14 @@ class Suite:
   train: dict[str, Any]  # TrainConfig fields shared by every run
   methods: tuple[Variant, ...]
   ablations: tuple[Variant, ...] = ()
-  grid_points: int = 5  # learning rates of a method's first grid (seed 0)
+  grid_points: int = 5  # learning rates of a method's first grid (seed 0), odd
   grid_factor: float = 2.0  # the ratio of neighbouring grid learning rates
-  max_extensions: int = 4  # grid points a method may add past an edge
-  lr_choice_points: int = 2  # best grid points that get `lr_choice_seeds` seeds
-  lr_choice_seeds: int = 3  # seeds whose mean loss chooses among those points
+  max_extensions: int = 4  # points a method's grid, and its finer grid, may add past an edge
+  lr_choice_points: int = 2  # best grid points whose neighbourhood the finer grid covers
+  # Steps of the finer grid per `grid_factor` (2: sqrt(2) spacing around the
+  # best points of a 2x grid; 1: their grid neighbours).
+  lr_refine: int = 2
+  lr_choice_seeds: int = 3  # seeds of every finer-grid point; their mean loss chooses
   seeds: int = 8  # seeds at each method's chosen learning rate and of each ablation
   # The baseline's token budgets, as multiples of `train["steps"]`, whose final
   # losses fit L(D) = a * D^-b + c; empty: no fit.
@@ -69,6 +75,9 @@ class Suite:
   scale_note: str = ""  # how the scale differs from the reports', what that allows
 
   def __post_init__(self):
+    if self.grid_points % 2 == 0 or self.lr_refine < 1:
+      raise ValueError(f"suite {self.name}: grid_points={self.grid_points} must be odd "
+                       f"and lr_refine={self.lr_refine} at least 1")
     for multiple in self.data_multiples:
       for field in ("steps", "warmup", "eval_every"):
         if self.train[field] * multiple != round(self.train[field] * multiple):
@@ -84,9 +93,18 @@ class Suite:
     """The data multiples the baseline's scaling fit uses."""
     return tuple(m for m in self.data_multiples if m >= self.data_fit_from)
 
+  def lr_at(self, center: float, exponent: int) -> float:
+    """The learning rate `exponent` finer-grid steps from `center`."""
+    return center * self.grid_factor ** (exponent / self.lr_refine)
+
+  def grid_exponents(self) -> list[int]:
+    """The first grid's points, in finer-grid steps from the centre."""
+    half = self.grid_points // 2
+    return [self.lr_refine * i for i in range(-half, half + 1)]
+
   def grid(self, center: float) -> list[float]:
-    half = (self.grid_points - 1) / 2
-    return [center * self.grid_factor ** (i - half) for i in range(self.grid_points)]
+    """The first grid's learning rates."""
+    return [self.lr_at(center, k) for k in self.grid_exponents()]
 
   def config(self, variant: Variant, lr: float, seed: int, runs_dir: pathlib.Path,
              data_multiple: float = 1.0, **placement: Any) -> TrainConfig:
@@ -134,9 +152,10 @@ SUITES = {
         data_fit_from=0.5,
         description="nano Qwen3 (1.05M parameters, vocabulary 2048) on the Python "
                     "standard library corpus, 2000 steps of 16 x 128 tokens (4.1M "
-                    "tokens, 1.09 passes over the 3.77M-token train split), cosine "
-                    "schedule with 200 warm-up steps to 10% of the peak, validation on "
-                    "512 held-out windows (65k tokens) every 200 steps",
+                    "tokens, 1.46 passes over the 2.81M-token train split), cosine "
+                    "schedule with 200 warm-up steps to 10% of the peak, validation "
+                    "every 200 steps on 512 windows (66k tokens) spread evenly over the "
+                    "136-file validation split",
         scale_note=(
             "The reports trained a 134M-parameter Qwen3 on FineWeb (web text, Qwen3's "
             "151,936-token vocabulary) for 400 to 100k steps of 512 sequences; this suite "
@@ -152,7 +171,7 @@ SUITES = {
             "with the reports' (other data, tokenizer and model); and step-count "
             "hyperparameters (LADM's 500-step alpha warm-up, LAMVS's decaying epsilon) "
             "act over a 2000-step run, not a 10k-step one. AdamW's 2x and 4x budgets "
-            "pass over the train split 2.2 and 4.3 times: repeated tokens teach less than "
+            "pass over the train split 2.9 and 5.8 times: repeated tokens teach less than "
             "fresh ones, so the data multiples are in AdamW's tokens on this corpus and "
             "overstate what fresh data would need.")),
     "accelerator": Suite(
@@ -165,7 +184,8 @@ SUITES = {
         methods=tuple(Variant(name, name, center_lr=lr) for name, lr in (
             ("adamw", 4e-3), ("muon", 1.6e-2), ("aovs", 8e-3), ("ladm", 4e-3),
             ("lamvs", 4e-3))),
-        grid_points=3, max_extensions=0, lr_choice_points=1, lr_choice_seeds=1, seeds=1,
+        grid_points=3, max_extensions=0, lr_choice_points=1, lr_refine=1,
+        lr_choice_seeds=1, seeds=1,
         description="small Qwen3 (19M parameters, vocabulary 8192) on the Python "
                     "standard library in bfloat16, 800 steps of 32 x 256 tokens (6.6M "
                     "tokens), AdamW, Muon, AOVS, LADM and LAMVS at 3 learning rates "
