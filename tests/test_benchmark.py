@@ -6,11 +6,13 @@ import functools
 import json
 import math
 import pathlib
+import statistics
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from layeropt_jax import OPTIMIZERS
 from train import data
@@ -235,7 +237,8 @@ def synthetic_variants(suite, loss_of_config):
         if config is not None:
           runs.append({"lr": config.lr, "seed": config.seed, "data_multiple": multiple,
                        "hash": suites.run_hash(config), "final_val_loss": loss,
-                       "val_curve": [[config.steps, loss]]})
+                       "val_curve": [[config.steps, loss]],
+                       "train_curve": [[config.steps - 1, loss + 0.2], [config.steps, loss]]})
     variants[variant.name] = {"optimizer": variant.optimizer, "opt": variant.opt,
                               "parent": variant.parent, "description": variant.description,
                               "runs": runs}
@@ -274,6 +277,9 @@ def test_the_report_of_a_synthetic_suite():
   assert findings.complete
   assert rows["adamw"]["lr"] == rows["ladm"]["lr"] == pytest.approx(1e-2)
   assert len(rows["ladm"]["seeds"]) == 8 and rows["ladm"]["inside_grid"]
+  # The last 10% of 16 steps is steps 15 and 16: mean train loss = loss + 0.1.
+  assert rows["ladm"]["val_minus_train"] == pytest.approx(-0.1)
+  assert rows["ladm"]["weight_decay"] == 0.1
   a, b, c = scaling["fit"]
   assert (a, b, c) == pytest.approx((0.5, 0.3, 2.0), rel=0.05)
   value, lo, hi = scaling["multiples"]["ladm"]
@@ -285,7 +291,9 @@ def test_the_report_of_a_synthetic_suite():
   markdown = report.markdown(suite, findings, saved)
   assert "In progress" not in markdown
   ladm_claim = next(line for line in markdown.splitlines() if line.startswith("| LADM beats"))
-  assert ladm_claim.endswith(f"| {report._multiple(scaling, 'ladm')} |")
+  assert ladm_claim.endswith(f"| {report._multiple(scaling, 'ladm')} | - |")
+  assert "| **confirmed** |" in ladm_claim
+  assert "steps to AdamW" not in markdown and "speedup" not in markdown
   assert f"b = {b:.3f}" in markdown and "0.25x is shown, not fitted" in markdown
   fitted = {line.split(" | ")[0]: line.split(" | ")[-1] for line in markdown.splitlines()
             if line.startswith("| 0.25x |") or line.startswith("| 4x |")}
@@ -305,32 +313,100 @@ def test_the_run_hash_covers_what_a_run_computes(monkeypatch):
   assert suites.run_hash(config) != before
 
 
-def test_claim_verdicts():
-  rows = {"muon": {"ratio_to": {"adamw": (0.9, 0.01)}},
-          "adamw": {"ratio_to": {"muon": (1.1, 0.01)}}}
+def test_claim_tests():
   better = methods.Claim("x", "better", 4.0)
   worse = dataclasses.replace(better, kind="worse")
   near = dataclasses.replace(better, kind="near")
-  verdict = functools.partial(report.verdict, "ladm")
-  assert verdict(better, 0.95, 0.02, rows) == "confirmed"
-  assert verdict(better, 1.02, 0.01, rows) == "refuted"
-  assert verdict(better, 0.99, 0.02, rows) == "inconclusive"
-  assert verdict(worse, 1.05, 0.02, rows) == "confirmed"
-  assert verdict(worse, 0.95, 0.02, rows) == "refuted"
-  assert verdict(near, 1.002, 0.003, rows) == "confirmed"
-  assert verdict(near, 1.05, 0.01, rows) == "refuted"
-  assert verdict(near, 1.008, 0.01, rows) == "inconclusive"
-  best = methods.claims()[-1]
-  assert best[0] == "muon" and best[1].kind == "best"
-  assert report.verdict(*best, 0.9, 0.01, rows) == "confirmed"
-  rows["adamw"]["ratio_to"]["muon"] = (0.95, 0.01)
-  assert report.verdict(*best, 0.9, 0.01, rows) == "refuted"
+  spread = [-0.01, 0.0, 0.01]  # sd 0.01: a t statistic of (mean - null) / 0.00577
+  below = [0.95 + d for d in spread]
+  p, verdict = report.claim_test(better, below)
+  assert verdict == "confirmed"
+  assert p == pytest.approx(scipy.stats.ttest_1samp(below, 1.0).pvalue)
+  assert report.claim_test(worse, below)[1] == "refuted"
+  # near: inside the band, TOST (the larger one-sided p); outside, the
+  # one-sided test beyond the nearer edge.
+  at_one = [1.0 + d / 10 for d in spread]
+  p, verdict = report.claim_test(near, at_one)
+  assert verdict == "confirmed"
+  assert p == pytest.approx(max(scipy.stats.ttest_1samp(at_one, 0.99, alternative="greater").pvalue,
+                                scipy.stats.ttest_1samp(at_one, 1.01, alternative="less").pvalue))
+  far = [1.05 + d for d in spread]
+  p, verdict = report.claim_test(near, far)
+  assert verdict == "refuted"
+  assert p == pytest.approx(scipy.stats.ttest_1samp(far, 1.01, alternative="greater").pvalue)
 
 
-def test_steps_to_reach_interpolates_the_seed_mean():
-  curves = [[[10, 4.0], [20, 3.0], [30, 2.0]], [[10, 4.0], [20, 3.0], [30, 2.0]]]
-  assert report.steps_to_reach(curves, 2.5) == pytest.approx(25)
-  assert report.steps_to_reach(curves, 1.0) is None
+def test_holm_adjusts_in_steps_and_keeps_the_order():
+  # m = 4: 4 * 0.01, 3 * 0.02, max(that, 2 * 0.03), min(1, max(that, 0.6)).
+  adjusted = report.holm({"a": 0.02, "b": 0.01, "c": 0.6, "d": 0.03, "e": math.nan})
+  assert adjusted == pytest.approx({"b": 0.04, "a": 0.06, "d": 0.06, "c": 0.6})
+  assert report.holm({"a": 0.5, "b": 0.4}) == pytest.approx({"b": 0.8, "a": 0.8})
+
+
+def test_judge_corrects_the_claims_against_adamw_and_not_the_best_one():
+  """Eight seeds per method whose paired ratios to AdamW are known; LAMO's
+  claim passes alone (p < 0.05) and fails once corrected."""
+  offsets = [-0.02, -0.01, 0.0, 0.01, 0.02, -0.015, 0.015, 0.0]
+  ratio_of = {"ladm": 0.98, "lamvs": 1.0, "aovs": 1.05, "lamo": 1.014, "malao": 1.2,
+              "layer_adam": 1.0, "stable_adamw": 1.004, "sophia": 1.03, "muon": 0.9}
+  rows = {"adamw": {"seeds": {s: {"final_val_loss": 2.0} for s in range(8)}}}
+  for name, ratio in ratio_of.items():
+    scale = 0.2 if name in ("layer_adam", "stable_adamw") else 1.0
+    rows[name] = {"seeds": {s: {"final_val_loss": 2.0 * (ratio + scale * o)}
+                            for s, o in enumerate(offsets)}}
+  for name, row in rows.items():
+    row["ratio_to"] = {other: report.paired_ratio(row["seeds"], rows[other]["seeds"])[:2]
+                       for other in rows if other != name}
+  judged = report.judge(rows)
+  family = {m: j.p for m, j in judged.items() if m != "muon"}
+  assert {m: j.p_holm for m, j in judged.items() if m != "muon"} == pytest.approx(
+      report.holm(family))
+  assert judged["ladm"].verdict == "confirmed"
+  assert judged["malao"].verdict == "confirmed" and judged["aovs"].verdict == "confirmed"
+  assert judged["lamvs"].verdict == "inconclusive"  # ratio exactly 1: p = 1
+  assert judged["lamo"].uncorrected == "confirmed" and judged["lamo"].p < 0.05
+  assert judged["lamo"].verdict == "inconclusive" and judged["lamo"].p_holm >= 0.05
+  assert judged["layer_adam"].verdict == "confirmed"  # within 1 +- 0.01, tightly
+  assert judged["layer_adam"].seeds_needed == report.equivalence_seeds(
+      statistics.stdev(0.2 * o for o in offsets))
+  assert judged["ladm"].seeds_needed is None
+  # Muon's "best": every other method's ratio to it lies above 1.
+  assert judged["muon"].verdict == "confirmed" and math.isnan(judged["muon"].p)
+  rows["ladm"]["seeds"] = {s: {"final_val_loss": 2.0 * (0.8 + o)} for s, o in enumerate(offsets)}
+  for name, row in rows.items():
+    row["ratio_to"] = {other: report.paired_ratio(row["seeds"], rows[other]["seeds"])[:2]
+                       for other in rows if other != name}
+  assert report.judge(rows)["muon"].verdict == "refuted"
+
+
+def test_equivalence_seeds_solve_the_tost_power_equation():
+  n = report.equivalence_seeds(0.048)
+  t = lambda n: (scipy.stats.t.ppf(0.95, n - 1) + scipy.stats.t.ppf(0.9, n - 1)) ** 2
+  assert t(n) * 0.048 ** 2 / 0.01 ** 2 <= n
+  assert t(n - 1) * 0.048 ** 2 / 0.01 ** 2 > n - 1
+  assert 150 < n < 250  # about (1.645 + 1.282)^2 * 4.8^2 = 197
+  assert report.equivalence_seeds(0.0) is None
+
+
+def test_the_choice_flip_probability():
+  clear = {1.0: [2.0, 2.1, 2.05], 2.0: [1.5, 1.6, 1.55], 4.0: [2.2, 2.3, 2.25]}
+  assert report.choice_flip_probability(clear, 2.0) == 0.0  # no noise beyond the seed's
+  noisy = {1.0: [2.0, 2.2, 1.9], 2.0: [2.0, 2.1, 1.95], 4.0: [3.0, 3.1, 3.2]}
+  flip = report.choice_flip_probability(noisy, 2.0)
+  assert 0.25 < flip < 0.75  # two points within their noise of each other
+  assert report.choice_flip_probability(noisy, 2.0) == flip  # a fixed seed
+  assert math.isnan(report.choice_flip_probability({1.0: [2.0], 2.0: [1.0]}, 2.0))
+  diverged = {**noisy, 8.0: [math.nan, 2.0, 2.0]}
+  assert report.choice_flip_probability(diverged, 2.0) == flip
+
+
+def test_the_previous_reports_verdicts_are_read_from_its_tables():
+  previous = report.previous_verdicts(REPO / "results" / "nano_v1.md")
+  assert previous["report"] == "nano_v1.md"
+  assert set(previous["claims"]) == {claim.text for _, claim in methods.claims()}
+  assert previous["claims"]["LAMO is worse than AdamW (5.862)"]["verdict"] == "confirmed"
+  assert previous["lrs"]["adamw"] == 0.008
+  assert report.previous_verdicts(REPO / "results" / "missing.md") is None
 
 
 def test_two_workers_at_once_report_what_one_worker_does(tmp_path):
@@ -373,7 +449,9 @@ def test_two_workers_at_once_report_what_one_worker_does(tmp_path):
                   "Data scaling of AdamW", "Learning-rate choice", "Learning-rate grids"):
     assert heading in markdown
   assert "In progress" not in markdown
-  assert "| LADM beats AdamW by 11% (4.386 vs 4.927) | 0.890 | - | not measured yet |" in markdown
+  assert "**Validation set**: the same 16 windows" in markdown  # 2 batches of 8
+  assert ("| LADM beats AdamW by 11% (4.386 vs 4.927) | 0.890 | - | - | - | not measured yet |"
+          in markdown)
   for plot in ("curves", "lr", "scaling"):
     assert (tmp_path / "one" / "results" / f"smoke_{plot}.png").stat().st_size > 0
   rows = report.analyse(SMOKE, one["variants"]).rows

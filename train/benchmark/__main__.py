@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(130)
   # The report is the suite's, however it was (re)generated.
   report.write(suite, report.collect(suite, runs_dir), pathlib.Path(args.out),
-               ["--suite", args.suite])
+               ["--suite", args.suite], placement)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,22 @@ import scipy.optimize
 import scipy.stats
 
 import layeropt_jax
-from train import files, model, provenance
+from train import data, files, model, provenance
 from train.benchmark.methods import REPORTED_ADAMW, Claim, claims
 from train.benchmark.plan import Loss, LrChoice, Plan
 from train.benchmark.runner import finished, reproduce_command
 from train.benchmark.suites import BASELINE, Suite, run_hash
 
 NEAR = 0.01
-VERDICT_HEADER = ("| claim | reported ratio | measured ratio | verdict "
-                  "| reported ratio inside our CI | AdamW data to match |")
+# The familywise error rate of the verdicts on the claims against AdamW.
+ALPHA = 0.05
+# The power at which the seeds a "near" claim needs are counted.
+POWER = 0.8
+VERDICT_HEADER = ("| claim | reported ratio | measured ratio | p | p (Holm) | verdict "
+                  "| reported ratio inside our CI | AdamW data to match "
+                  "| seeds a 1% equivalence test needs |")
+# Draws of the simulation that gives the probability a learning-rate choice flips.
+FLIP_DRAWS = 20000
 # Bootstrap replicates of the data-scaling fit; a fixed seed keeps the report
 # a function of the runs.
 BOOTSTRAP = 1000
@@ -102,54 +109,161 @@ def at_lr(runs: list[dict[str, Any]], lr: float,
           and r["data_multiple"] == data_multiple}
 
 
+def paired_ratios(runs: dict[int, dict], baseline: dict[int, dict]) -> list[float]:
+  """Loss / baseline loss for every seed both have (a seed fixes the
+  initialisation and the data order of both)."""
+  return [_loss(runs[s]) / _loss(baseline[s]) for s in sorted(set(runs) & set(baseline))]
+
+
 def paired_ratio(runs: dict[int, dict], baseline: dict[int, dict]) -> tuple[float, float, int]:
-  """Mean and 95% CI half-width of loss / baseline loss over shared seeds
-  (a seed fixes the initialisation and the data order of both)."""
-  seeds = sorted(set(runs) & set(baseline))
-  ratios = [_loss(runs[s]) / _loss(baseline[s]) for s in seeds]
+  """Mean and 95% CI half-width of `paired_ratios`, and their count."""
+  ratios = paired_ratios(runs, baseline)
   mean, half = mean_ci(ratios) if ratios else (math.nan, math.nan)
-  return mean, half, len(seeds)
+  return mean, half, len(ratios)
 
 
-def steps_to_reach(curves: list[list[list[float]]], target: float) -> float | None:
-  """The first step at which the seed-mean validation curve reaches
-  `target`, interpolated linearly between evaluations; None if never."""
-  steps = [s for s, _ in curves[0]]
-  mean = [statistics.fmean(c[i][1] for c in curves) for i in range(len(steps))]
-  previous = (0, math.inf)
-  for step, loss in zip(steps, mean):
-    if loss <= target:
-      if math.isinf(previous[1]):
-        return step
-      frac = (previous[1] - target) / (previous[1] - loss)
-      return previous[0] + frac * (step - previous[0])
-    previous = (step, loss)
-  return None
+def _t_test(values: list[float], null: float, alternative: str = "two-sided") -> float:
+  """Student's one-sample t-test's p-value; NaN for fewer than 2 values."""
+  if len(values) < 2 or not all(map(math.isfinite, values)):
+    return math.nan
+  return float(scipy.stats.ttest_1samp(values, null, alternative=alternative).pvalue)
 
 
-def verdict(method: str, claim: Claim, ratio: float, half: float,
-            rows: dict[str, dict]) -> str:
-  """`claim` of `method` judged on its paired ratio to AdamW (`ratio` +- `half`)."""
-  lo, hi = ratio - half, ratio + half
-  if not math.isfinite(half):
+def claim_test(claim: Claim, ratios: list[float]) -> tuple[float, str]:
+  """The p-value of the test that decides `claim` on its paired ratios to
+  AdamW, and the verdict a significant p gives.
+
+  better/worse: two-sided against a ratio of 1, the verdict by the side the
+  mean lies on. near: where the mean lies within 1 +- NEAR, two one-sided
+  tests that it lies above 1 - NEAR and below 1 + NEAR (TOST, p the larger);
+  elsewhere, the one-sided test that it lies beyond the nearer edge.
+  """
+  mean = statistics.fmean(ratios) if ratios else math.nan
+  if claim.kind in ("better", "worse"):
+    holds = mean < 1 if claim.kind == "better" else mean > 1
+    return _t_test(ratios, 1.0), "confirmed" if holds else "refuted"
+  if abs(mean - 1) <= NEAR:
+    return max(_t_test(ratios, 1 - NEAR, "greater"),
+               _t_test(ratios, 1 + NEAR, "less")), "confirmed"
+  above = mean > 1
+  return _t_test(ratios, 1 + NEAR if above else 1 - NEAR,
+                 "greater" if above else "less"), "refuted"
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+  """Holm's step-down adjustment of a family of p-values (NaN ones are left
+  out of the family and of the result)."""
+  finite = sorted((p, key) for key, p in p_values.items() if math.isfinite(p))
+  adjusted, running = {}, 0.0
+  for i, (p, key) in enumerate(finite):
+    running = max(running, min(1.0, (len(finite) - i) * p))
+    adjusted[key] = running
+  return adjusted
+
+
+def equivalence_seeds(sd: float, margin: float = NEAR, alpha: float = ALPHA,
+                      power: float = POWER) -> int | None:
+  """The seeds a TOST of `+- margin` at level `alpha` needs to confirm
+  equivalence with probability `power` when the true ratio is exactly 1 and
+  the per-seed ratios spread by `sd`."""
+  if not math.isfinite(sd) or sd <= 0:
+    return None
+  n = 2
+  while (scipy.stats.t.ppf(1 - alpha, n - 1) + scipy.stats.t.ppf(1 - (1 - power) / 2, n - 1)
+         ) ** 2 * sd ** 2 / margin ** 2 > n:
+    n += 1
+  return n
+
+
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+  """A claim measured: the paired ratio to AdamW, its test, the verdict."""
+  ratio: float
+  half: float  # 95% CI half-width of `ratio`
+  p: float  # the claim's test, uncorrected (NaN for "best", judged on its own rule)
+  p_holm: float  # `p` adjusted over the claims tested against AdamW
+  verdict: str
+  uncorrected: str  # the verdict on `p` alone
+  seeds_needed: int | None  # for "near": seeds a 1% equivalence test needs
+
+
+def judge(rows: dict[str, dict]) -> dict[str, Judgement]:
+  """Every claim whose method has a row, judged: the claims against AdamW
+  with Holm's correction over them, the claim of a best method by
+  `best_verdict`."""
+  adamw = rows.get(BASELINE)
+  if adamw is None:
+    return {}
+  measured = {method: (claim, paired_ratios(rows[method]["seeds"], adamw["seeds"]))
+              for method, claim in claims() if method in rows}
+  tests = {method: claim_test(claim, ratios) for method, (claim, ratios) in measured.items()
+           if claim.kind != "best"}
+  adjusted = holm({method: p for method, (p, _) in tests.items()})
+  judged = {}
+  for method, (claim, ratios) in measured.items():
+    mean, half = mean_ci(ratios) if ratios else (math.nan, math.nan)
+    if claim.kind == "best":
+      verdict = best_verdict(method, rows)
+      judged[method] = Judgement(mean, half, math.nan, math.nan, verdict, verdict, None)
+      continue
+    p, significant = tests[method]
+    on = lambda p: ("not measured" if not math.isfinite(p) else
+                    significant if p < ALPHA else "inconclusive")
+    p_holm = adjusted.get(method, math.nan)
+    sd = statistics.stdev(ratios) if len(ratios) > 1 else math.nan
+    judged[method] = Judgement(mean, half, p, p_holm, on(p_holm), on(p),
+                               equivalence_seeds(sd) if claim.kind == "near" else None)
+  return judged
+
+
+def best_verdict(method: str, rows: dict[str, dict]) -> str:
+  """A "best" claim: confirmed when every other method's paired ratio to
+  `method` lies significantly above 1 (each at ALPHA: all must hold, an
+  intersection-union test, which needs no correction); refuted when some
+  method lies significantly below it after Holm's correction over the
+  others; else inconclusive."""
+  others = {name: paired_ratios(row["seeds"], rows[method]["seeds"])
+            for name, row in rows.items()
+            if name != method and method in row.get("ratio_to", {})}
+  if not others:
     return "not measured"
-  if claim.kind == "better":
-    return "confirmed" if hi < 1 else "refuted" if lo >= 1 else "inconclusive"
-  if claim.kind == "worse":
-    return "confirmed" if lo > 1 else "refuted" if hi <= 1 else "inconclusive"
-  if claim.kind == "near":
-    if 1 - NEAR <= lo and hi <= 1 + NEAR:
-      return "confirmed"
-    return "refuted" if hi < 1 - NEAR or lo > 1 + NEAR else "inconclusive"
-  # "best": every other method's paired ratio to this one is above 1.
-  others = [row["ratio_to"].get(method) for name, row in rows.items()
-            if name != method and row.get("ratio_to")]
-  others = [o for o in others if o is not None]
-  if others and all(r - h > 1 for r, h in others):
+  p = {name: _t_test(r, 1.0) for name, r in others.items()}
+  mean = {name: statistics.fmean(r) for name, r in others.items()}
+  if all(mean[n] > 1 and p[n] < ALPHA for n in others):
     return "confirmed"
-  if any(r + h < 1 for r, h in others):
+  adjusted = holm(p)
+  if any(mean[n] < 1 and adjusted.get(n, 1.0) < ALPHA for n in others):
     return "refuted"
   return "inconclusive"
+
+
+def choice_flip_probability(candidates: dict[float, list[float]], chosen: float,
+                            draws: int = FLIP_DRAWS) -> float:
+  """The probability that another point of the finer grid would have been
+  chosen, from the seeds: each point's mean loss is drawn around the
+  measured one with the seed-to-seed noise of a two-way (learning rate x
+  seed) fit, whose seed effects cancel in the choice. NaN without two
+  seeds; points with a diverged seed cannot be chosen and are left out."""
+  points = {lr: v for lr, v in candidates.items() if all(map(math.isfinite, v))}
+  seeds = {len(v) for v in points.values()}
+  if chosen not in points or len(points) < 2 or len(seeds) != 1 or min(seeds) < 2:
+    return math.nan
+  lrs = sorted(points)
+  table = np.array([points[lr] for lr in lrs])
+  residual = (table - table.mean(1, keepdims=True) - table.mean(0, keepdims=True)
+              + table.mean())
+  dof = (table.shape[0] - 1) * (table.shape[1] - 1)
+  noise = math.sqrt((residual ** 2).sum() / dof / table.shape[1])
+  rng = np.random.default_rng(0)
+  simulated = table.mean(1) + noise * rng.standard_normal((draws, len(lrs)))
+  return float(np.mean(simulated.argmin(1) != lrs.index(chosen)))
+
+
+def late_train_loss(run: dict[str, Any], fraction: float = 0.1) -> float:
+  """The mean training loss over the last `fraction` of a run's steps."""
+  last = run["train_curve"][-1][0]
+  return statistics.fmean(loss for step, loss in run["train_curve"]
+                          if step > (1 - fraction) * last)
 
 
 def state_bytes_per_param(config_name: str, optimizer: str, opt: dict[str, Any]) -> float:
@@ -205,9 +319,16 @@ def _rows(variants: dict[str, Any], choices: dict[str, LrChoice],
     mean, half = mean_ci(losses)
     grid = sorted((r["lr"], _loss(r)) for r in v["runs"]
                   if r["seed"] == 0 and r["data_multiple"] == 1.0)
+    candidates = choice.candidates if name in choices else {}
     rows[name] = {"lr": choice.lr, "seeds": seeds, "mean": mean, "ci": half, "grid": grid,
-                  "candidates": choice.candidates if name in choices else {},
-                  "inside_grid": len(grid) >= 3 and grid[0][0] < choice.lr < grid[-1][0],
+                  "candidates": candidates,
+                  "inside_grid": bool(candidates) and min(candidates) < choice.lr < max(candidates),
+                  "flip": choice_flip_probability(candidates, choice.lr),
+                  "weight_decay": {**layeropt_jax.hyperparameters(v["optimizer"]),
+                                   **v["opt"]}.get("weight_decay", 0.0),
+                  "val_minus_train": statistics.fmean(
+                      r["final_val_loss"] - late_train_loss(r) for r in seeds.values())
+                  if seeds else math.nan,
                   "state_bytes_per_param": state_bytes_per_param(
                       config_name, v["optimizer"], v["opt"])}
   for name, row in rows.items():
@@ -301,18 +422,127 @@ def _fmt(x: float | None, spec: str = ".3f") -> str:
   return "-" if x is None or not math.isfinite(x) else format(x, spec)
 
 
+def validation_set(suite: Suite, placement: dict[str, Any]) -> dict[str, Any]:
+  """What the suite's validation set holds of its dataset (`data.coverage`)."""
+  config = suite.config(suite.methods[0], suite.methods[0].center_lr, 0, pathlib.Path(),
+                        **placement)
+  tokenizer, windows, _ = data.prepare(
+      config.data, config.seq_len + 1, config.model_config.vocab_size, config.cache_dir,
+      config.data_dir, config.tokenizer, config.data_workers)
+  held_out = data.coverage(windows["validation"], config.eval_batches * config.batch_size,
+                           tokenizer.token_to_id(data.EOS))
+  return {"dataset": config.data, "version": str(data.BUILDERS[config.data].VERSION),
+          **held_out}
+
+
+def previous_verdicts(path: pathlib.Path) -> dict[str, Any] | None:
+  """The verdicts and learning rates of a superseded report of the suite,
+  read from its markdown tables; None if there is none."""
+  if not path.is_file():
+    return None
+  claims_seen, lrs, table = {}, {}, None
+  for line in path.read_text().splitlines():
+    if line.startswith("| claim |"):
+      table = "claims"
+    elif line.startswith("| method | LR |"):
+      table = "methods"
+    elif not line.startswith("|"):
+      table = None
+    elif table and not line.startswith("|---"):
+      cells = [c.strip() for c in line.strip("|").split("|")]
+      if table == "claims":
+        verdict = next(c.strip("*") for c in cells if c.startswith("**"))
+        claims_seen[cells[0]] = {"ratio": cells[2], "verdict": verdict}
+      else:
+        lrs[cells[0]] = float(cells[1])
+  return {"report": path.name, "claims": claims_seen, "lrs": lrs}
+
+
+def _validation_paragraph(validation: dict[str, Any] | None,
+                          rows: dict[str, dict[str, Any]]) -> list[str]:
+  if validation is None:
+    return []
+  gaps = [row["val_minus_train"] for row in rows.values()
+          if math.isfinite(row["val_minus_train"])]
+  text = (f"**Validation set**: the same {validation['windows']} windows "
+          f"({validation['tokens']:,} tokens) for every run, spread evenly over the "
+          f"whole validation split of `{validation['dataset']}` {validation['version']} "
+          f"({validation['split_documents']} files, {validation['split_tokens']:,} "
+          f"tokens, held out by a hash of their path); they hold tokens of "
+          f"{validation['documents']} of its {validation['split_documents']} files.")
+  if gaps:
+    text += (f" At their chosen learning rates, every row's final validation loss lies "
+             f"{min(gaps):+.3f} to {max(gaps):+.3f} nats from its mean training loss over "
+             "the last 10% of steps (seed means): the held-out files against batches "
+             "of a train split seen more than once.")
+  return [text, ""]
+
+
+def _weight_decay_paragraph(rows: dict[str, dict[str, Any]], methods: list[str]) -> list[str]:
+  applied = {name: rows[name]["lr"] * rows[name]["weight_decay"] for name in methods}
+  if not applied:
+    return []
+  low, high = min(applied, key=applied.get), max(applied, key=applied.get)
+  return ["", "**Weight decay** is each method's default 0.1, decoupled, on every tensor "
+          "with two or more dimensions (norms' scales excluded) and scaled by the "
+          "learning rate, as the methods define it: the decay applied at the peak "
+          f"differs {applied[high] / applied[low]:.0f}x between {low} "
+          f"({applied[low]:.2g}) and {high} ({applied[high]:.2g}). The tied embedding "
+          "is decayed too: it is also the output head, whose decay GPT-style trainers "
+          "such as nanoGPT keep, and the rule is the same for every method. Decay is "
+          "not tuned per method (Wen et al., 2025, tune it with the learning rate): a "
+          "method whose best decay differs from 0.1 at its learning rate is "
+          "disadvantaged by an amount this suite does not measure."]
+
+
+def _what_changed(previous: dict[str, Any] | None, judged: dict[str, Judgement],
+                  rows: dict[str, dict[str, Any]]) -> list[str]:
+  """The superseded report's verdicts beside these, and why they differ."""
+  if not previous or not judged:
+    return []
+  lines = ["", "### What changed", "",
+           f"The verdicts of the suite's first protocol ({previous['report']}: the first "
+           "512 windows of a 5% held-out split, the learning rate chosen between the two "
+           "best points of the 2x grid, no correction for the number of claims) beside "
+           "these.", "",
+           "| claim | previous ratio | previous verdict | ratio now | verdict now | why |",
+           "|---|---|---|---|---|---|"]
+  for method, claim in claims():
+    before, now = previous["claims"].get(claim.text), judged.get(method)
+    if before is None or now is None:
+      continue
+    why = []
+    if before["verdict"] == now.verdict:
+      why.append("same verdict")
+    elif now.uncorrected == before["verdict"]:
+      why.append(f"Holm's correction: p = {now.p:.3g} is below {ALPHA:g}, "
+                 f"the adjusted {now.p_holm:.3g} is not")
+    else:
+      why.append("the measured ratio moved (validation set, learning rate, seeds)")
+    lr_before = previous["lrs"].get(method)
+    if lr_before is not None and not math.isclose(lr_before, rows[method]["lr"], rel_tol=1e-3):
+      why.append(f"LR {lr_before:.3g} -> {rows[method]['lr']:.3g}")
+    lines.append(f"| {claim.text} | {before['ratio']} | {before['verdict']} | "
+                 f"{now.ratio:.4f} +- {_fmt(now.half, '.4f')} | {now.verdict} | "
+                 f"{'; '.join(why)} |")
+  return lines
+
+
 def markdown(suite: Suite, findings: Findings, report: dict[str, Any]) -> str:
   rows, scaling = findings.rows, findings.scaling
   methods = [m.name for m in suite.methods if m.name in rows]
   adamw = rows.get(BASELINE)
+  step = suite.grid_factor ** (1 / suite.lr_refine)
   lines = [f"# Benchmark: suite `{suite.name}`", "",
-           f"{suite.description}. Learning-rate grid of {suite.grid_points} points "
-           f"spaced by {suite.grid_factor:g}x per method (seed 0), extended past an edge; "
-           f"the {suite.lr_choice_points} best grid points get "
-           f"{_seeds(suite.lr_choice_seeds)} and the learning rate with the lower mean is "
-           f"chosen (and the grid extended again if it lies on an edge); then "
-           f"{suite.seeds} seeds at each method's chosen learning rate (a seed fixes the "
-           "initialisation and the data order, so methods are compared seed by seed).", "",
+           f"{suite.description}. Learning rates: a grid of {suite.grid_points} points "
+           f"spaced by {suite.grid_factor:g}x per method (seed 0), extended past an edge "
+           f"while the best point lies on it; then a finer grid in steps of {step:.3g}x "
+           f"from one step below the {suite.lr_choice_points} best grid points to one "
+           f"step above them, every point at {_seeds(suite.lr_choice_seeds)}, extended "
+           "by a step while the lowest mean lies on its edge; the lowest mean is chosen. "
+           f"Then {suite.seeds} seeds at each method's chosen learning rate (a seed fixes "
+           "the initialisation and the data order, so methods are compared seed by "
+           "seed).", "",
            f"Command: `{report['command']}` (resumable, and `--worker I/N` shares it over "
            f"machines; see `{suite.name}.json` for every run and the command that "
            "reproduces it alone).  ",
@@ -332,23 +562,20 @@ def markdown(suite: Suite, findings: Findings, report: dict[str, Any]) -> str:
   if suite.scale_note:
     lines += ["## Scale: what this can and cannot show", "", suite.scale_note, ""]
 
-  adamw_target = adamw["mean"] if adamw else None
-  adamw_steps = None
-  if adamw:
-    adamw_steps = steps_to_reach([r["val_curve"] for r in adamw["seeds"].values()],
-                                 adamw_target)
+  lines += _validation_paragraph(report.get("validation"), rows)
   lines += ["## Methods at their chosen learning rate", "",
             "Final validation loss (nats/token) as mean +- 95% CI over seeds; the "
-            "difference to AdamW and the ratio are paired by seed. AdamW data to "
+            "difference to AdamW and the ratio are paired by seed. P(other LR): the "
+            "probability that the seeds of the finer grid would have chosen another "
+            "learning rate (\"Learning-rate choice\" below). AdamW data to "
             "match: the token budget, as a multiple of this suite's, at which AdamW's "
             "fitted scaling curve reaches the method's mean loss (\"Data scaling\" "
-            "below), with a 95% bootstrap interval. Steps to AdamW: the first step at "
-            "which the seed-mean validation curve reaches AdamW's final loss (speedup = "
-            "AdamW's steps / these). Step times are not compared here: this suite's "
-            "runs ran on more than one machine; `results/perf.md` holds the controlled "
-            "optimizer-step ratios.", "",
-            "| method | LR | inside grid | final val loss | vs AdamW | ratio | "
-            "AdamW data to match | state B/param | steps to AdamW's loss | speedup |",
+            "below), with a 95% bootstrap interval. Peak LR x wd: the weight decay each "
+            "step applies at the peak learning rate (the layer-wise methods' multipliers "
+            "scale it further per component). Step times are not compared here: "
+            "`results/perf.md` holds the controlled optimizer-step ratios.", "",
+            "| method | LR | P(other LR) | inside grid | final val loss | vs AdamW | ratio | "
+            "AdamW data to match | peak LR x wd | state B/param |",
             "|---|---|---|---|---|---|---|---|---|---|"]
   for name in sorted(methods, key=lambda n: rows[n]["mean"]):
     row = rows[name]
@@ -360,38 +587,50 @@ def markdown(suite: Suite, findings: Findings, report: dict[str, Any]) -> str:
       r_mean, r_half = row["ratio_to"][BASELINE]
       diff = f"{d_mean:+.3f} +- {_fmt(d_half)}"
       ratio = f"{r_mean:.4f} +- {_fmt(r_half, '.4f')}"
-    reach = steps_to_reach([r["val_curve"] for r in row["seeds"].values()],
-                           adamw_target) if adamw_target else None
     lines.append(
-        f"| {name} | {row['lr']:.3g} | {'yes' if row['inside_grid'] else 'no'} | "
+        f"| {name} | {row['lr']:.3g} | {_fmt(row['flip'], '.2f')} | "
+        f"{'yes' if row['inside_grid'] else 'no'} | "
         f"{row['mean']:.4f} +- {_fmt(row['ci'], '.4f')} (n={len(row['seeds'])}) | "
         f"{diff} | {ratio} | {_multiple(scaling, name)} | "
-        f"{row['state_bytes_per_param']:.2f} | "
-        f"{_fmt(reach, '.0f') if reach else 'not reached'} | "
-        f"{_fmt(adamw_steps / reach, '.2f') if reach and adamw_steps else '-'} |")
+        f"{row['lr'] * row['weight_decay']:.2g} | {row['state_bytes_per_param']:.2f} |")
+  lines += _weight_decay_paragraph(rows, methods)
 
+  judged = judge(rows)
   lines += ["", "## The reports' claims at this scale", "",
             "The reports' ratio is their loss / their AdamW's (4.927). Ours is paired by "
-            f"seed with its 95% CI. Rules: *better*/*worse* is confirmed when the CI "
-            "lies below/above 1 and refuted when it lies on the other side (or at 1); "
-            f"*near* is confirmed when the CI lies within 1 +- {NEAR:g} and refuted when "
-            "it lies outside; *best* is confirmed when every other method's ratio to it "
-            "lies above 1. Otherwise: inconclusive. The verdict tests the direction "
-            "of a claim; the reported ratio inside our CI tests its size; AdamW data to "
-            "match says what the method's loss is worth in AdamW's tokens.", "",
-            VERDICT_HEADER, "|---|---|---|---|---|---|"]
+            "seed, with its 95% CI. Each claim against AdamW is decided by a t-test on "
+            "the per-seed ratios: *better*/*worse* two-sided against 1 (confirmed or "
+            "refuted by the side the mean lies on); *near* (within 1 +- "
+            f"{NEAR:g}) by two one-sided tests that the ratio lies inside that band when "
+            "its mean does (confirmed), else by the one-sided test that it lies beyond "
+            f"the band's nearer edge (refuted). p is that test's; p (Holm) is adjusted "
+            f"by Holm's method over the {sum(c.kind != 'best' for _, c in claims())} "
+            f"claims against AdamW, so that all verdicts together err with probability "
+            f"at most {ALPHA:g}; the verdict holds where p (Holm) < {ALPHA:g}, else it "
+            "is inconclusive. *best* is confirmed when every other method's paired "
+            f"ratio to it lies above 1 (each at {ALPHA:g}: all must hold, which needs no "
+            "correction), refuted when one lies below 1 after Holm's correction over "
+            "the others. The verdict tests the direction of a claim; the reported ratio "
+            "inside our CI tests its size; AdamW data to match says what the method's "
+            "loss is worth in AdamW's tokens; for a *near* claim, the last column is "
+            f"the seeds a test of +- {NEAR:g} at level {ALPHA:g} would need to confirm it "
+            f"with probability {POWER:g} were the ratio exactly 1, at the measured "
+            "spread of the per-seed ratios.", "",
+            VERDICT_HEADER, "|---|---|---|---|---|---|---|---|---|"]
   for method, claim in claims():
-    row = rows.get(method)
     reported = claim.reported / REPORTED_ADAMW
-    if row is None or adamw is None:
-      lines.append(f"| {claim.text} | {reported:.3f} | - | not measured yet | - | - |")
+    result = judged.get(method)
+    if result is None:
+      lines.append(f"| {claim.text} | {reported:.3f} | - | - | - | not measured yet "
+                   "| - | - | - |")
       continue
-    r_mean, r_half = row["ratio_to"][BASELINE]
-    inside = "yes" if abs(reported - r_mean) <= r_half else "no"
+    inside = "yes" if abs(reported - result.ratio) <= result.half else "no"
     lines.append(f"| {claim.text} | {reported:.3f} | "
-                 f"{r_mean:.4f} +- {_fmt(r_half, '.4f')} | "
-                 f"**{verdict(method, claim, r_mean, r_half, rows)}** | {inside} | "
-                 f"{_multiple(scaling, method)} |")
+                 f"{result.ratio:.4f} +- {_fmt(result.half, '.4f')} | "
+                 f"{_fmt(result.p, '.3g')} | {_fmt(result.p_holm, '.3g')} | "
+                 f"**{result.verdict}** | {inside} | {_multiple(scaling, method)} | "
+                 f"{result.seeds_needed or '-'} |")
+  lines += _what_changed(report.get("previous"), judged, rows)
 
   ablations = [a for a in suite.ablations if a.name in rows]
   lines += ["", "## Ablations", "",
@@ -451,16 +690,23 @@ def markdown(suite: Suite, findings: Findings, report: dict[str, Any]) -> str:
       lines += ["", f"![AdamW's data scaling]({suite.name}_scaling.png)"]
 
   lines += ["", "## Learning-rate choice", "",
-            f"The {suite.lr_choice_points} best grid points (by seed 0) with the mean "
-            f"+- 95% CI of {_seeds(suite.lr_choice_seeds)}; the lower mean is chosen.", "",
-            "| method | points (LR: mean over seeds) | chosen LR |", "|---|---|---|"]
+            f"Every point of the finer grid with the mean +- 95% CI of "
+            f"{_seeds(suite.lr_choice_seeds)}; the lowest mean is chosen. P(other LR) is "
+            "the probability that another point would have been chosen: each point's "
+            "mean is drawn around the measured one with the seed-to-seed noise of a "
+            "two-way fit (learning rate + seed + noise, the seed's effect common to "
+            f"every point and so out of the choice), {FLIP_DRAWS} draws.", "",
+            "| method | finer grid (LR: mean over seeds) | chosen LR | P(other LR) |",
+            "|---|---|---|---|"]
   for name in methods:
     points = ", ".join(
         f"{lr:.3g}: {_fmt(mean_ci(v)[0], '.4f')} +- {_fmt(mean_ci(v)[1], '.4f')}"
         for lr, v in sorted(rows[name]["candidates"].items()))
-    lines.append(f"| {name} | {points} | {rows[name]['lr']:.3g} |")
+    lines.append(f"| {name} | {points} | {rows[name]['lr']:.3g} | "
+                 f"{_fmt(rows[name]['flip'], '.2f')} |")
 
   lines += ["", "## Learning-rate grids (seed 0, final validation loss)", "",
+            "Both grids' points, seed 0.", "",
             "| method | grid |", "|---|---|"]
   for name in methods:
     lines.append(f"| {name} | " + ", ".join(
@@ -509,7 +755,8 @@ def plots(suite: Suite, findings: Findings, out: pathlib.Path) -> None:
          title=f"suite {suite.name}: learning-rate grids")
   save(fig, ax, 1.0, out / f"{suite.name}_lr.png")
 
-  if scaling is None:
+  if scaling is None:  # not measured (yet): no plot of an earlier report's runs
+    (out / f"{suite.name}_scaling.png").unlink(missing_ok=True)
     return
   fig = Figure(figsize=(9, 6))
   ax = fig.subplots()
@@ -541,8 +788,9 @@ def plots(suite: Suite, findings: Findings, out: pathlib.Path) -> None:
 
 
 def write(suite: Suite, variants: dict[str, Any], out: pathlib.Path,
-          argv: list[str]) -> None:
-  """Writes `<out>/<suite>.json`, `<suite>.md` and the plots."""
+          argv: list[str], placement: dict[str, Any]) -> None:
+  """Writes `<out>/<suite>.json`, `<suite>.md` and the plots; `placement`
+  finds the suite's dataset, whose validation set the report describes."""
   import flax
   out.mkdir(parents=True, exist_ok=True)
   report = {"suite": suite.name, "description": suite.description,
@@ -552,6 +800,10 @@ def write(suite: Suite, variants: dict[str, Any], out: pathlib.Path,
             "data_multiples": list(suite.data_multiples),
             "data_multiple_seeds": suite.data_multiple_seeds,
             "data_fit_from": suite.data_fit_from,
+            "lr_refine": suite.lr_refine,
+            "validation": validation_set(suite, placement),
+            "previous": (previous_verdicts(out / suite.previous_report)
+                         if suite.previous_report else None),
             "git_commit": provenance.git_commit(), "flax": flax.__version__,
             "variants": variants}
   report = provenance.write_report(out / f"{suite.name}.json", "train.benchmark", argv,

@@ -73,6 +73,9 @@ class Suite:
   data_fit_from: float = 0.0
   description: str = ""
   scale_note: str = ""  # how the scale differs from the reports', what that allows
+  # A superseded report of this suite (a file beside its report) whose verdicts
+  # the report's "What changed" table shows beside its own.
+  previous_report: str = ""
 
   def __post_init__(self):
     if self.grid_points % 2 == 0 or self.lr_refine < 1:
@@ -149,7 +152,7 @@ SUITES = {
                    eval_every=200, eval_batches=32, log_every=50, checkpoint_every=500),
         methods=_methods(), ablations=ABLATIONS, data_multiples=(0.25, 0.5, 1.0, 2.0, 4.0),
         # 0.25x is 500 steps, 50 of them warm-up: still in the early transient.
-        data_fit_from=0.5,
+        data_fit_from=0.5, previous_report="nano_v1.md",
         description="nano Qwen3 (1.05M parameters, vocabulary 2048) on the Python "
                     "standard library corpus, 2000 steps of 16 x 128 tokens (4.1M "
                     "tokens, 1.46 passes over the 2.81M-token train split), cosine "
