@@ -64,14 +64,14 @@ def second_moment_dtype(param: Any, dtype: Any = None) -> jnp.dtype:
   return jnp.finfo(compute_dtype(param)).dtype
 
 
+# zeros_like, not zeros of the shape: under explicit sharding a moment has
+# its parameter's sharding from the start, as the moments of later steps do.
 def zeros_like_moment(params: Any, dtype: Any = None) -> Any:
-  return jax.tree.map(
-      lambda p: jnp.zeros(jnp.shape(p), moment_dtype(p, dtype)), params)
+  return jax.tree.map(lambda p: jnp.zeros_like(p, moment_dtype(p, dtype)), params)
 
 
 def zeros_like_second_moment(params: Any, dtype: Any = None) -> Any:
-  return jax.tree.map(
-      lambda p: jnp.zeros(jnp.shape(p), second_moment_dtype(p, dtype)), params)
+  return jax.tree.map(lambda p: jnp.zeros_like(p, second_moment_dtype(p, dtype)), params)
 
 
 def abs_sq(x: jax.Array) -> jax.Array:

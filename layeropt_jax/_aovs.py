@@ -12,6 +12,7 @@ from optax.contrib._muon import orthogonalize_via_newton_schulz
 
 from layeropt_jax import _validation
 from layeropt_jax._adaptive import compute_dtype, scale_by_adaptive_moments
+from layeropt_jax._sharding import gathered, resharded_like
 from layeropt_jax.labels import ParamLabels, hidden_matrix_mask
 from layeropt_jax.layerwise import layerwise_chain
 
@@ -31,11 +32,13 @@ def orthogonalize_matrix(u: jax.Array, ns_steps: int = 5) -> jax.Array:
       coefficients `NS_COEFFS`.
 
   Returns:
-    The orthogonalised update, in `u`'s dtype.
+    The orthogonalised update, in `u`'s dtype and sharding. Under
+    `jax.sharding.AxisType.Explicit` axes the iteration runs on a replicated
+    copy of `u` (its products would have no legal sharding otherwise).
   """
-  x = orthogonalize_via_newton_schulz(
-      u.astype(compute_dtype(u)), jnp.asarray(NS_COEFFS, jnp.float32),
-      ns_steps)
+  x = resharded_like(orthogonalize_via_newton_schulz(
+      gathered(u.astype(compute_dtype(u))), jnp.asarray(NS_COEFFS, jnp.float32),
+      ns_steps), u)
   return (x * (MATCHED_RMS * max(u.shape) ** 0.5)).astype(u.dtype)
 
 

@@ -20,6 +20,7 @@ from optax import contrib
 
 from layeropt_jax import _validation
 from layeropt_jax._adaptive import in_compute_dtype
+from layeropt_jax._sharding import on_gathered
 from layeropt_jax.labels import ParamLabels, hidden_matrix_mask, path_to_str
 from layeropt_jax.layerwise import matrices_mask
 
@@ -154,7 +155,10 @@ def muon(
   (embedding, head, norms, biases) gets this module's :func:`adamw` with
   `b1`, `b2`, `eps`. **(choice)** Muon's update is scaled to AdamW's RMS
   (`consistent_rms=0.2`, Liu et al. 2025) so that one learning rate serves
-  both parts, and both parts decay weights by `weight_decay`.
+  both parts, and both parts decay weights by `weight_decay`. Under
+  `jax.sharding.AxisType.Explicit` axes the Muon part updates replicated
+  copies of its matrices and momentum (Newton-Schulz's products have no legal
+  sharding otherwise) and reshards them as they came.
 
   Args:
     learning_rate: a float or an optax schedule.
@@ -180,10 +184,10 @@ def muon(
   _validation.check_positive("ns_steps", ns_steps)
   return _in_library_dtypes(optax.partition(
       {
-          "muon": contrib.muon(
+          "muon": on_gathered(contrib.muon(
               learning_rate, ns_steps=ns_steps, beta=beta, eps=eps,
               weight_decay=weight_decay, mu_dtype=mu_dtype,
-              consistent_rms=0.2),
+              consistent_rms=0.2)),
           "adamw": adamw(learning_rate, b1=b1, b2=b2, eps=eps,
                          weight_decay=weight_decay, mu_dtype=mu_dtype),
       },

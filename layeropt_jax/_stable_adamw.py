@@ -42,14 +42,16 @@ def _mean_in_blocks(fn: Callable[..., jax.Array], *arrays: jax.Array) -> jax.Arr
   views = [a.reshape(groups, rows, *a.shape[1:]) for a in arrays]
   within_group = tuple(range(1, x.ndim + 1))
 
-  def add_block(i, sums):
+  def block_sums(i):
     blocks = [jax.lax.dynamic_slice_in_dim(v, i * block_rows, block_rows, axis=1)
               for v in views]
-    return sums + jnp.sum(fn(*blocks), axis=within_group)
+    return jnp.sum(fn(*blocks), axis=within_group,
+                   dtype=jnp.promote_types(x.dtype, jnp.float32))
 
+  # The loop starts from the first block's sums, not from zeros: its carry
+  # then has their type, under explicit sharding their sharding included.
   full = rows // block_rows
-  sums = jax.lax.fori_loop(0, full, add_block,
-                           jnp.zeros([groups], jnp.promote_types(x.dtype, jnp.float32)))
+  sums = jax.lax.fori_loop(1, full, lambda i, sums: sums + block_sums(i), block_sums(0))
   tail = fn(*[v[:, full * block_rows:] for v in views])
   return (jnp.sum(sums) + jnp.sum(tail)) / x.size
 

@@ -1,5 +1,6 @@
 """Optimizer state holds exactly the buffers of docs/methods.rst; data parallelism."""
 
+import contextlib
 from functools import partial
 
 import chex
@@ -7,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 import numpy as np
+import optax
 import pytest
 
 import layeropt_jax
@@ -89,3 +91,69 @@ def test_stable_adamw_on_fsdp_sharded_tensors_needs_no_gather():
   got = step(sharded, jax.device_put(grads, shardings), state)
   want = step(params, grads, tx.init(params))
   chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+def _sharded_on(mesh, dim: int):
+  """Each leaf sharded over the mesh's axis on dimension `dim`, replicated
+  where it has no such dimension."""
+  def sharding(x):
+    spec = [None] * x.ndim
+    if dim < x.ndim:
+      spec[dim] = "x"
+    return jax.sharding.NamedSharding(mesh, P(*spec))
+  return lambda tree: jax.tree.map(lambda x: jax.device_put(x, sharding(x)), tree)
+
+
+def _spec(x) -> tuple:
+  """An array's partition spec, without the trailing `None`s that mean the same."""
+  spec = tuple(x.sharding.spec)
+  while spec and spec[-1] is None:
+    spec = spec[:-1]
+  return spec
+
+
+@pytest.mark.parametrize("axis_type", ["Explicit", "Auto"])
+@pytest.mark.parametrize("name", list(layeropt_jax.OPTIMIZERS))
+def test_every_optimizer_keeps_the_parameters_sharding(name, axis_type):
+  """Parameters sharded on either dimension over 8 devices, in both axis
+  types, with and without `jax.set_mesh`: the update and the new state are
+  sharded as the parameters are and equal the one-device step's.
+
+  Under `AxisType.Explicit` the state starts sharded too (`init` inside
+  `jax.set_mesh`); without the mesh context JAX cannot create an explicitly
+  sharded array inside `jit`, and every optimizer raises JAX's error there,
+  as optax's own adamw does. Under `AxisType.Auto` `jit` chooses the
+  sharding of a state created from constants; the state enters the step
+  sharded as the parameters, as a training loop's does after `init` with its
+  `out_shardings`.
+  """
+  mesh = jax.make_mesh((8,), ("x",), axis_types=(getattr(jax.sharding.AxisType, axis_type),))
+  params = trees.qwen3_params(tied=False, num_layers=1)
+  grads = trees.random_grads(params, np.random.default_rng(0))
+  tx = layeropt_jax.get_optimizer(name, 1e-2)
+  step = jax.jit(partial(trees.step, tx))
+  want = step(params, grads, tx.init(params))
+  parameter_shaped = lambda x: x.shape in {p.shape for p in jax.tree.leaves(params)}
+  for dim in (0, 1):
+    shard = _sharded_on(mesh, dim)
+    for with_mesh in (True, False):
+      context = jax.set_mesh(mesh) if with_mesh else contextlib.nullcontext()
+      with context:
+        if axis_type == "Explicit" and not with_mesh:
+          for optimizer in (tx, optax.adamw(1e-2)):
+            with pytest.raises(ValueError, match="mesh context"):
+              jax.jit(optimizer.init)(shard(params))
+          continue
+        state = jax.jit(tx.init)(shard(params))
+        if axis_type == "Auto":
+          state = jax.tree.map(lambda x: shard(x) if parameter_shaped(x) else x, state)
+        got = step(shard(params), shard(grads), state)
+      sharded_as_params = jax.tree.map(_spec, shard(params))
+      assert jax.tree.map(_spec, got[0]) == sharded_as_params
+      for before, after in zip(jax.tree.leaves(state), jax.tree.leaves(got[1])):
+        if parameter_shaped(after):
+          assert _spec(before) == _spec(after) == _spec(shard(after))
+      # The same sums in another order: float32 rounding of reductions over
+      # at most a few hundred elements, compounded by Newton-Schulz's five
+      # iterations of products (aovs, muon) and Lion's sign.
+      chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-6)
