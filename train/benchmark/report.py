@@ -308,13 +308,15 @@ def analyse(suite: Suite, variants: dict[str, Any]) -> Findings:
 def _rows(variants: dict[str, Any], choices: dict[str, LrChoice],
           config_name: str) -> dict[str, dict[str, Any]]:
   """One row per method whose learning rate is chosen, with its seeds there,
-  and per ablation whose parent's is."""
+  and per ablation whose parent's is, once a seed has finished there."""
   rows: dict[str, dict[str, Any]] = {}
   for name, v in variants.items():
     choice = choices.get(name) or choices[v["parent"]]
     if choice.lr is None:
       continue
     seeds = at_lr(v["runs"], choice.lr)
+    if not seeds:
+      continue
     losses = [_loss(r) for r in seeds.values()]
     mean, half = mean_ci(losses)
     grid = sorted((r["lr"], _loss(r)) for r in v["runs"]
@@ -327,8 +329,7 @@ def _rows(variants: dict[str, Any], choices: dict[str, LrChoice],
                   "weight_decay": {**layeropt_jax.hyperparameters(v["optimizer"]),
                                    **v["opt"]}.get("weight_decay", 0.0),
                   "val_minus_train": statistics.fmean(
-                      r["final_val_loss"] - late_train_loss(r) for r in seeds.values())
-                  if seeds else math.nan,
+                      r["final_val_loss"] - late_train_loss(r) for r in seeds.values()),
                   "state_bytes_per_param": state_bytes_per_param(
                       config_name, v["optimizer"], v["opt"])}
   for name, row in rows.items():
