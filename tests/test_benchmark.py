@@ -301,6 +301,20 @@ def test_the_report_of_a_synthetic_suite():
   assert len(scaling["points"][1.0]) == 8  # every seed of AdamW's row at 1x
 
 
+def test_an_ablation_without_a_finished_seed_is_no_row_yet():
+  """Its parent's learning rate is chosen, none of its own runs has finished:
+  the report is in progress, with the parent's row and not the ablation's."""
+  variants = synthetic_variants(SMOKE, lambda c: 3.0 + (math.log(c.lr / 1e-2)) ** 2)
+  ablation = SMOKE.ablations[0].name
+  variants[ablation]["runs"] = []
+  findings = report.analyse(SMOKE, variants)
+  assert not findings.complete
+  assert "adamw" in findings.rows and ablation not in findings.rows
+  saved = {"command": "c", "git_commit": "x", "variants": variants,
+           "machine": {"processor": "p", "cpus": 2, "jax": "j", "optax": "o"}}
+  assert "**In progress**" in report.markdown(SMOKE, findings, saved)
+
+
 def test_the_run_hash_covers_what_a_run_computes(monkeypatch):
   config = SMOKE.config(SMOKE.methods[0], 1e-2, 0, pathlib.Path("a"))
   moved = dataclasses.replace(config, workdir="b", cache_dir="c", checkpoint_every=2)
