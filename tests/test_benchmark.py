@@ -287,13 +287,18 @@ def test_the_report_of_a_synthetic_suite():
   assert scaling["multiples"]["adamw"][0] == pytest.approx(1.0, rel=0.05)
   saved = {"command": "python -m train.benchmark --suite smoke", "git_commit": "x",
            "machine": {"processor": "p", "cpus": 2, "jax": "j", "optax": "o"},
-           "variants": variants}
+           "variants": variants,
+           "validation": {"windows": 16, "tokens": 528, "dataset": "d", "version": "v",
+                          "split_documents": 3, "split_tokens": 900, "documents": 3}}
   markdown = report.markdown(suite, findings, saved)
   assert "In progress" not in markdown
   ladm_claim = next(line for line in markdown.splitlines() if line.startswith("| LADM beats"))
   assert ladm_claim.endswith(f"| {report._multiple(scaling, 'ladm')} | - |")
   assert "| **confirmed** |" in ladm_claim
   assert "steps to AdamW" not in markdown and "speedup" not in markdown
+  # Equal figures are stated once, not as a range or a 1x ratio between equals.
+  assert "final validation loss lies -0.100 nats from its mean training loss" in markdown
+  assert "the decay applied at the peak is 0.001 for adamw, ladm." in markdown
   assert f"b = {b:.3f}" in markdown and "0.25x is shown, not fitted" in markdown
   fitted = {line.split(" | ")[0]: line.split(" | ")[-1] for line in markdown.splitlines()
             if line.startswith("| 0.25x |") or line.startswith("| 4x |")}

@@ -472,8 +472,10 @@ def _validation_paragraph(validation: dict[str, Any] | None,
           f"tokens, held out by a hash of their path); they hold tokens of "
           f"{validation['documents']} of its {validation['split_documents']} files.")
   if gaps:
+    low, high = f"{min(gaps):+.3f}", f"{max(gaps):+.3f}"
+    span = low if low == high else f"{low} to {high}"
     text += (f" At their chosen learning rates, every row's final validation loss lies "
-             f"{min(gaps):+.3f} to {max(gaps):+.3f} nats from its mean training loss over "
+             f"{span} nats from its mean training loss over "
              "the last 10% of steps (seed means): the held-out files against batches "
              "of a train split seen more than once.")
   return [text, ""]
@@ -484,11 +486,14 @@ def _weight_decay_paragraph(rows: dict[str, dict[str, Any]], methods: list[str])
   if not applied:
     return []
   low, high = min(applied, key=applied.get), max(applied, key=applied.get)
+  spread = (f"is {applied[low]:.2g} for {', '.join(applied)}"
+            if applied[low] == applied[high] else
+            f"differs {applied[high] / applied[low]:.0f}x between {low} "
+            f"({applied[low]:.2g}) and {high} ({applied[high]:.2g})")
   return ["", "**Weight decay** is each method's default 0.1, decoupled, on every tensor "
           "with two or more dimensions (norms' scales excluded) and scaled by the "
           "learning rate, as the methods define it: the decay applied at the peak "
-          f"differs {applied[high] / applied[low]:.0f}x between {low} "
-          f"({applied[low]:.2g}) and {high} ({applied[high]:.2g}). The tied embedding "
+          f"{spread}. The tied embedding "
           "is decayed too: it is also the output head, whose decay GPT-style trainers "
           "such as nanoGPT keep, and the rule is the same for every method. Decay is "
           "not tuned per method (Wen et al., 2025, tune it with the learning rate): a "
