@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -115,6 +116,20 @@ def test_a_run_writes_tensorboard_events_a_profile_and_a_summary(tmp_path, cache
   summary = result.stderr.strip().splitlines()[-1]
   assert summary.startswith(f"done: validation loss {final:.4f} after 20 steps (5,120 tokens)")
   assert str(workdir) in summary and "metrics.jsonl" in summary
+
+
+def test_event_files_are_written_without_importing_torch(tmp_path):
+  """torch (installed here for the parity tests) stays unimported by the
+  log, and importable after it."""
+  script = ("import sys\n"
+            "from train.metrics import MetricsLog\n"
+            f"log = MetricsLog({str(tmp_path / 'metrics.jsonl')!r})\n"
+            "log.write({'step': 1, 'train_loss': 2.5})\n"
+            "log.close()\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "import torch\n")
+  subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, timeout=120)
+  assert list(tmp_path.glob("events.out.tfevents.*"))
 
 
 def test_bad_input_is_refused_naming_it(tmp_path):
