@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 import scipy.stats
+from hypothesis import given, settings, strategies as st
 
 from layeropt_jax import OPTIMIZERS
 from train import data
@@ -318,6 +319,40 @@ def test_an_ablation_without_a_finished_seed_is_no_row_yet():
   saved = {"command": "c", "git_commit": "x", "variants": variants,
            "machine": {"processor": "p", "cpus": 2, "jax": "j", "optax": "o"}}
   assert "**In progress**" in report.markdown(SMOKE, findings, saved)
+
+
+@functools.cache
+def _finished_suite():
+  suite = dataclasses.replace(SMOKE, methods=(*SMOKE.methods,
+                                              suites.Variant("ladm", "ladm", center_lr=1e-2)))
+  noise = lambda c: 1e-3 * ((c.seed * 7919 + len(c.optimizer) * 31 + round(c.lr * 1e6)) % 11)
+  loss = lambda c: 3.0 + math.log(c.lr / 1e-2) ** 2 + noise(c) + (0.05 if c.opt else 0.0)
+  return suite, synthetic_variants(suite, loss)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_any_finished_subset_of_the_runs_is_reported(data):
+  """Workers finish groups in any order (an ablation's seeds before its
+  parent's, AdamW's data budgets before its learning rate is chosen): the
+  report of whichever runs have finished is written, rows only from them.
+  Each variant has all, none or a random part of its runs."""
+  suite, variants = _finished_suite()
+  part = {}
+  for name, v in variants.items():
+    share = data.draw(st.sampled_from(["all", "none", "some"]), label=name)
+    part[name] = {**v, "runs": [r for r in v["runs"] if share == "all"
+                                or share == "some" and data.draw(st.booleans())]}
+  findings = report.analyse(suite, part)
+  saved = {"command": "c", "git_commit": "x", "variants": part,
+           "machine": {"processor": "p", "cpus": 2, "jax": "j", "optax": "o"}}
+  markdown = report.markdown(suite, findings, saved)
+  assert ("**In progress**" in markdown) == (not findings.complete)
+  assert findings.complete == (part == variants)
+  for name, row in findings.rows.items():
+    finished = {r["seed"] for r in part[name]["runs"]
+                if math.isclose(r["lr"], row["lr"]) and r["data_multiple"] == 1.0}
+    assert row["seeds"] and set(row["seeds"]) <= finished
 
 
 def test_the_run_hash_covers_what_a_run_computes(monkeypatch):

@@ -5,6 +5,7 @@ with three plots."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import pathlib
@@ -267,8 +268,15 @@ def late_train_loss(run: dict[str, Any], fraction: float = 0.1) -> float:
 
 
 def state_bytes_per_param(config_name: str, optimizer: str, opt: dict[str, Any]) -> float:
+  return _state_bytes_per_param(config_name, optimizer, json.dumps(opt, sort_keys=True))
+
+
+# Reports ask again for the same few: a hashable key (`opt` holds dicts).
+@functools.cache
+def _state_bytes_per_param(config_name: str, optimizer: str, opt_json: str) -> float:
   params = model.param_shapes(config_name)
-  state = jax.eval_shape(layeropt_jax.get_optimizer(optimizer, 1e-3, **opt).init, params)
+  state = jax.eval_shape(
+      layeropt_jax.get_optimizer(optimizer, 1e-3, **json.loads(opt_json)).init, params)
   size = lambda tree: sum(math.prod(x.shape) * x.dtype.itemsize
                           for x in jax.tree.leaves(tree))
   return size(state) / (size(params) / 4)
