@@ -246,6 +246,13 @@ def synthetic_variants(suite, loss_of_config):
   return variants
 
 
+def saved_report(variants, **fields):
+  """What `nano.json` holds beside the runs, made up for a synthetic suite."""
+  return {"command": "python -m train.benchmark --suite smoke", "git_commit": "x",
+          "machine": {"processor": "p", "cpus": 2, "jax": "j", "optax": "o"},
+          "variants": variants, **fields}
+
+
 def _configs(suite, variant, multiple):
   """Every run the plan may ask of `variant`: its grids, grown by up to 4
   finer steps past either edge, at every seed."""
@@ -286,11 +293,9 @@ def test_the_report_of_a_synthetic_suite():
   value, lo, hi = scaling["multiples"]["ladm"]
   assert value == pytest.approx(2.0, rel=0.05) and lo < 2.0 < hi
   assert scaling["multiples"]["adamw"][0] == pytest.approx(1.0, rel=0.05)
-  saved = {"command": "python -m train.benchmark --suite smoke", "git_commit": "x",
-           "machine": {"processor": "p", "cpus": 2, "jax": "j", "optax": "o"},
-           "variants": variants,
-           "validation": {"windows": 16, "tokens": 528, "dataset": "d", "version": "v",
-                          "split_documents": 3, "split_tokens": 900, "documents": 3}}
+  saved = saved_report(variants, validation={
+      "windows": 16, "tokens": 528, "dataset": "d", "version": "v", "split_documents": 3,
+      "split_tokens": 900, "documents": 3})
   markdown = report.markdown(suite, findings, saved)
   assert "In progress" not in markdown
   ladm_claim = next(line for line in markdown.splitlines() if line.startswith("| LADM beats"))
@@ -316,9 +321,7 @@ def test_an_ablation_without_a_finished_seed_is_no_row_yet():
   findings = report.analyse(SMOKE, variants)
   assert not findings.complete
   assert "adamw" in findings.rows and ablation not in findings.rows
-  saved = {"command": "c", "git_commit": "x", "variants": variants,
-           "machine": {"processor": "p", "cpus": 2, "jax": "j", "optax": "o"}}
-  assert "**In progress**" in report.markdown(SMOKE, findings, saved)
+  assert "**In progress**" in report.markdown(SMOKE, findings, saved_report(variants))
 
 
 @functools.cache
@@ -344,9 +347,7 @@ def test_any_finished_subset_of_the_runs_is_reported(data):
     part[name] = {**v, "runs": [r for r in v["runs"] if share == "all"
                                 or share == "some" and data.draw(st.booleans())]}
   findings = report.analyse(suite, part)
-  saved = {"command": "c", "git_commit": "x", "variants": part,
-           "machine": {"processor": "p", "cpus": 2, "jax": "j", "optax": "o"}}
-  markdown = report.markdown(suite, findings, saved)
+  markdown = report.markdown(suite, findings, saved_report(part))
   assert ("**In progress**" in markdown) == (not findings.complete)
   assert findings.complete == (part == variants)
   for name, row in findings.rows.items():
