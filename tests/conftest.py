@@ -1,5 +1,7 @@
 import os
 
+import pytest
+
 from train import accelerators
 
 # The tests run on the CPU, and compile for TPUs and GPUs only ahead of time:
@@ -26,3 +28,16 @@ END_TO_END = ("test_benchmark.py", "test_readme.py", "test_train.py", "test_note
 
 def pytest_collection_modifyitems(items):
   items.sort(key=lambda item: item.path.name not in END_TO_END)
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory):
+  """The `TFDS_DATA_DIR` of the end-to-end runs on the stdlib corpus: its
+  prepared splits, tokenizer and packed windows, shared by the whole session
+  (every xdist worker): the first run prepares them under train.data's lock,
+  the others wait and read them."""
+  root = tmp_path_factory.getbasetemp()
+  if "PYTEST_XDIST_WORKER" in os.environ:
+    root = root.parent  # the session's directory, above each worker's own
+  (root / "tfds").mkdir(exist_ok=True)
+  return root / "tfds"

@@ -464,14 +464,13 @@ def test_the_previous_reports_verdicts_are_read_from_its_tables():
   assert report.previous_verdicts(REPO / "results" / "missing.md") is None
 
 
-def test_two_workers_at_once_report_what_one_worker_does(tmp_path):
+def test_two_workers_at_once_report_what_one_worker_does(tmp_path, data_cache):
   """The smoke suite (every phase) by one worker, then by two at once sharing
   a runs directory: the same runs, bit for bit, and the same report. A rerun
   trains nothing, and one cell reruns alone from the command it records."""
-  cache = tmp_path / "tfds"
   # The workers load the programs the first run compiled (same programs, same
   # numbers) instead of compiling them again.
-  env = {**environment(cache), "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+  env = {**environment(data_cache), "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
          "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
@@ -484,7 +483,7 @@ def test_two_workers_at_once_report_what_one_worker_does(tmp_path):
                             text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
-  run_benchmark("one")  # (also prepares the data cache the two share)
+  run_benchmark("one")
   workers = [subprocess.Popen(benchmark("two", "--worker", f"{i}/2"), cwd=REPO, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
@@ -528,7 +527,7 @@ def test_two_workers_at_once_report_what_one_worker_does(tmp_path):
   workdir = tmp_path / "again"
   command = cell["command"].split()
   command[command.index("--workdir") + 1] = str(workdir)
-  run(_python(command), cache)
+  run(_python(command), data_cache)
   rerun = records(workdir)[-1]
   assert rerun["event"] == "done"
   assert rerun["val_loss"] == pytest.approx(cell["final_val_loss"], rel=1e-5)
@@ -553,11 +552,11 @@ def test_the_paper_suite_is_the_reports_scale():
       "qwen3-134m", 512, 1024, "fineweb")
 
 
-def test_the_accelerator_suite_dry_runs_on_cpu(tmp_path):
+def test_the_accelerator_suite_dry_runs_on_cpu(tmp_path, data_cache):
   result = run(_python(["python", "-m", "train.benchmark", "--suite", "accelerator",
                         "--dry-run", "--sweeps-dir", str(tmp_path / "runs"),
                         "--dry-run-batch-size", "2", "--dry-run-seq-len", "16"]),
-               tmp_path / "tfds")
+               data_cache)
   assert "dry run of suite accelerator: 5 methods and 0 ablations configured" in result.stdout
   suite = suites.SUITES["accelerator"]
   assert [m.name for m in suite.methods] == ["adamw", "muon", "aovs", "ladm", "lamvs"]

@@ -10,9 +10,9 @@ NOTEBOOKS = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
-def test_notebook_runs(name, monkeypatch, tmp_path):
+def test_notebook_runs(name, monkeypatch, tmp_path, data_cache):
   monkeypatch.setenv("LAYEROPT_NOTEBOOK_QUICK", "1")
-  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+  monkeypatch.setenv("TFDS_DATA_DIR", str(data_cache))
   monkeypatch.setenv("LAYEROPT_NOTEBOOK_RUNS", str(tmp_path / "runs"))
   monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
   notebook = nbformat.read(NOTEBOOKS / name, as_version=4)

@@ -114,17 +114,16 @@ def test_sophia_refuses_microbatches():
     TrainConfig(grad_accum=3)
 
 
-def test_a_killed_run_with_microbatches_resumes_exactly(tmp_path):
-  cache = tmp_path / "tfds"
+def test_a_killed_run_with_microbatches_resumes_exactly(tmp_path, data_cache):
   args = [*SHORT, "--steps", "20", "--grad-accum", "2", "--remat", "--loss-chunk", "12",
           "--fsdp"]
   uninterrupted = tmp_path / "uninterrupted"
-  run(command(uninterrupted, *args), cache, devices=2)
+  run(command(uninterrupted, *args), data_cache, devices=2)
   killed = tmp_path / "killed"
-  kill_when(command(killed, *args), cache, (killed / "checkpoints" / "10").is_dir,
+  kill_when(command(killed, *args), data_cache, (killed / "checkpoints" / "10").is_dir,
             devices=2)
   assert "done" not in (killed / "metrics.jsonl").read_text()
-  run(command(killed, *args), cache, devices=2)
+  run(command(killed, *args), data_cache, devices=2)
   assert without_timing(records(killed)) == without_timing(records(uninterrupted))
 
 
@@ -156,11 +155,11 @@ def test_the_memory_report_reads_xlas_analysis_per_device():
       "error: --batch-size 12 / --grad-accum 1 does not divide over 8 devices"]
 
 
-def test_the_device_check_runs_reduced_on_cpu(tmp_path):
+def test_the_device_check_runs_reduced_on_cpu(tmp_path, data_cache):
   out = tmp_path / "device.md"
   result = subprocess.run([sys.executable, "-m", "train.device_check", "--reduced",
                            "--out", str(out)], cwd=REPO, capture_output=True, text=True,
-                          timeout=900, env=environment(tmp_path / "tfds", devices=2))
+                          timeout=900, env=environment(data_cache, devices=2))
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads(out.with_suffix(".json").read_text())
   assert report["default_command"]["steps"] == 20

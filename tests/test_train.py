@@ -25,73 +25,63 @@ from tests.helpers import (
     run, tiny_trainer, train_losses, without_timing)
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-  """Prepared datasets, tokenizers and packed windows, shared by a module's runs."""
-  return tmp_path_factory.mktemp("tfds")
-
-
 def snapshot(directory):
   return {p: p.read_bytes() for p in sorted(pathlib.Path(directory).rglob("*")) if p.is_file()}
 
 
-def test_resume_conflicts_and_interrupted_saves(tmp_path, cache):
+def test_resume_conflicts_and_interrupted_saves(tmp_path, data_cache):
+  """One run stopped three ways (Ctrl-C, killed, killed mid-save), each time
+  rerun by the same command, ends as the uninterrupted run: each step once."""
   uninterrupted = tmp_path / "uninterrupted"
-  run(command(uninterrupted, *SHORT), cache)
+  run(command(uninterrupted, *SHORT), data_cache)
   expected = without_timing(records(uninterrupted))
+  workdir = tmp_path / "interrupted"
+  checkpoints = workdir / "checkpoints"
 
-  # Killed after its first checkpoint, then rerun: the same metrics, each step once.
-  killed = tmp_path / "killed"
-  kill_when(command(killed, *SHORT), cache, (killed / "checkpoints" / "10").is_dir)
-  assert "done" not in (killed / "metrics.jsonl").read_text()
-  run(command(killed, *SHORT), cache)
-  assert without_timing(records(killed)) == expected
-
-  # Ctrl-C: exit 130 and one line naming the step a rerun resumes from; the
-  # rerun ends as the uninterrupted run.
-  stopped = tmp_path / "stopped"
-  returncode, stderr = kill_when(command(stopped, *SHORT), cache,
-                                 (stopped / "checkpoints" / "10").is_dir, sig=signal.SIGINT)
+  # Ctrl-C: exit 130 and one line naming the step a rerun resumes from.
+  returncode, stderr = kill_when(command(workdir, *SHORT), data_cache, (checkpoints / "10").is_dir,
+                                 sig=signal.SIGINT)
   assert returncode == 130, stderr[-2000:]
   assert "Traceback" not in stderr
   resumed_from = re.fullmatch(r"interrupted: rerun the same command to resume from step (\d+)",
                               stderr.strip().splitlines()[-1])
-  assert resumed_from and (stopped / "checkpoints" / resumed_from.group(1)).is_dir()
-  assert "done" not in (stopped / "metrics.jsonl").read_text()
-  run(command(stopped, *SHORT), cache)
-  assert without_timing(records(stopped)) == expected
+  assert resumed_from and (checkpoints / resumed_from.group(1)).is_dir()
+
+  # Killed after a later checkpoint.
+  kill_when(command(workdir, *SHORT), data_cache, (checkpoints / "30").is_dir)
+  assert "done" not in (workdir / "metrics.jsonl").read_text()
 
   # A conflicting rerun is refused, naming the conflict, and changes nothing
   # (preflight, which the CLI runs first, before any data or device work).
-  before = snapshot(killed)
+  before = snapshot(workdir)
   for flag, value in (("--optimizer", "lion"), ("--steps", "90"), ("--batch-size", "16")):
     # argparse keeps a flag's last value.
-    with pytest.raises(ValueError, match=f"^workdir {killed} holds another run .*"
+    with pytest.raises(ValueError, match=f"^workdir {workdir} holds another run .*"
                                          + flag[2:].replace("-", "_")):
-      preflight([from_args(command(killed, *SHORT, flag, value)[3:])])
-  assert snapshot(killed) == before
+      preflight([from_args(command(workdir, *SHORT, flag, value)[3:])])
+  assert snapshot(workdir) == before
 
-  # Saves killed mid-write (checkpointing every step) leave the previous
-  # checkpoint restorable, and the run still ends as the uninterrupted one.
-  saves = tmp_path / "saves"
-  every_step = SHORT + ["--checkpoint-every", "1"]
-  interrupted_saves = 0
-  for _ in range(5):
-    in_flight = lambda: any("tmp" in p.name for p in (saves / "checkpoints").glob("*"))
-    kill_when(command(saves, *every_step), cache, in_flight)
-    interrupted_saves += in_flight()
-    if interrupted_saves >= 2:
+  # A save killed mid-write (checkpointing every step) leaves the previous
+  # checkpoint restorable: the rerun (checkpointing as usual) resumes from it.
+  def save_in_flight():
+    return any("tmp" in p.name and int(p.name.partition(".")[0]) > 31
+               for p in checkpoints.glob("*"))
+  for _ in range(5):  # (a save may end between the check and the kill)
+    kill_when(command(workdir, *SHORT, "--checkpoint-every", "1"), data_cache, save_in_flight)
+    if save_in_flight():
       break
-  assert interrupted_saves >= 1
-  run(command(saves, *every_step), cache)
-  assert without_timing(records(saves)) == expected
+  assert save_in_flight()
+  rerun = run(command(workdir, *SHORT), data_cache)
+  resumed_from = re.search(r"resuming from \S+ step (\d+)", rerun.stderr)
+  assert resumed_from and int(resumed_from.group(1)) >= 31, rerun.stderr[-2000:]
+  assert without_timing(records(workdir)) == expected
 
 
-def test_a_run_writes_tensorboard_events_a_profile_and_a_summary(tmp_path, cache):
+def test_a_run_writes_tensorboard_events_a_profile_and_a_summary(tmp_path, data_cache):
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
   workdir = tmp_path / "run"
-  result = run(command(workdir, *SHORT, "--steps", "20", "--profile-steps", "4:6"), cache)
+  result = run(command(workdir, *SHORT, "--steps", "20", "--profile-steps", "4:6"), data_cache)
   rows = [r for r in records(workdir) if "event" not in r]
   # Each component's norms, every logged step.
   for label in ("embedding", "attn_qkv", "attn_out", "mlp", "norm"):
@@ -250,17 +240,17 @@ def free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_match_one_and_share_a_checkpoint(tmp_path, cache):
+def test_two_processes_match_one_and_share_a_checkpoint(tmp_path, data_cache):
   args = ["--steps", "6", "--warmup", "2", "--batch-size", "8", "--seq-len", "32",
           "--log-every", "1", "--eval-every", "3", "--eval-batches", "2", "--no-progress"]
   single = tmp_path / "single"
-  run(command(single, *args), cache, devices=8)
+  run(command(single, *args), data_cache, devices=8)
   pair = tmp_path / "pair"
   port = free_port()
   procs = [subprocess.Popen(
       command(pair, *args, "--coordinator-address", f"127.0.0.1:{port}",
               "--num-processes", "2", "--process-id", str(i)),
-      cwd=REPO, env=environment(cache, devices=4),
+      cwd=REPO, env=environment(data_cache, devices=4),
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
   outputs = [p.communicate(timeout=600)[0] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
@@ -326,8 +316,8 @@ def test_a_sweep_equals_its_runs_one_by_one():
     assert not np.allclose(sweep[:, 0], sweep[:, 2])  # learning rates differ
 
 
-def test_train_sweep_writes_each_runs_metrics(tmp_path, cache):
-  args = SHORT + ["--steps", "20", "--eval-every", "10", "--cache-dir", str(cache)]
+def test_train_sweep_writes_each_runs_metrics(tmp_path, data_cache):
+  args = SHORT + ["--steps", "20", "--eval-every", "10", "--cache-dir", str(data_cache)]
   configs = [from_args(["--workdir", str(tmp_path / name), *args, *extra])
              for name, extra in (("a", []), ("b", ["--lr", "3e-3", "--seed", "1"]))]
   reached = []
