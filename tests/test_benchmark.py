@@ -157,6 +157,31 @@ def test_the_worker_flag_is_i_of_n():
       _worker(bad)
 
 
+def test_max_group_runs_is_at_least_one(capsys):
+  from train.benchmark import __main__ as cli
+  for bad, message in (("0", "must be at least 1, got 0"),
+                       ("two", "expected a whole number, got 'two'")):
+    with pytest.raises(SystemExit):
+      cli.main(["--suite", "smoke", "--max-group-runs", bad])
+    assert f"argument --max-group-runs: {message}" in capsys.readouterr().err
+
+
+def test_a_group_trains_in_parts_that_the_workers_share(monkeypatch, tmp_path):
+  configs = [SMOKE.config(SMOKE.methods[0], lr, seed, tmp_path)
+             for lr in (1e-3, 2e-3, 4e-3) for seed in (0, 1)]
+  groups = [(0, configs[:5]), (1, configs[5:])]
+  trained = {}
+  for worker in (0, 1):
+    suite_runner = runner.Runner(SMOKE, tmp_path, tmp_path / "sweeps", {}, worker, 2,
+                                 max_group_runs=2)
+    monkeypatch.setattr(suite_runner, "train", trained.setdefault(worker, []).append)
+    suite_runner.run_phase(groups)
+  # 5 runs as parts of 2, 2 and 1, keyed 0, 1, 2; the group of 1 keyed 1.
+  assert trained == {0: [configs[:2], configs[4:5]], 1: [configs[2:4], configs[5:]]}
+  whole = runner.Runner(SMOKE, tmp_path, tmp_path / "sweeps", {})
+  assert whole.parts(groups) == groups
+
+
 def test_ctrl_c_of_a_suite_says_how_to_resume(monkeypatch, tmp_path, capsys):
   from train.benchmark import __main__ as cli
   from train.train import Interrupted

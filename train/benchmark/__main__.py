@@ -3,6 +3,7 @@
   python -m train.benchmark --suite nano                  # runs (or resumes), then reports
   python -m train.benchmark --suite nano --report-only    # the report from the runs so far
   python -m train.benchmark --suite nano --worker 0/4     # one of 4 machines sharing results/runs
+  python -m train.benchmark --suite nano --max-group-runs 5  # groups as parts of <= 5 runs
   python -m train.benchmark --suite paper --data-dir FINEWEB --tokenizer tokenizer.json --dry-run
 """
 
@@ -30,6 +31,16 @@ def _worker(text: str) -> tuple[int, int]:
   return worker, workers
 
 
+def _at_least_one(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+  return value
+
+
 def main(argv: list[str] | None = None) -> None:
   p = argparse.ArgumentParser(prog="python -m train.benchmark",
                               description=__doc__.splitlines()[0])
@@ -43,6 +54,10 @@ def main(argv: list[str] | None = None) -> None:
                  help="train worker I's share of the suite's runs, N workers sharing "
                       "--runs-dir (a SLURM array, one job per machine), waiting for "
                       "the others' runs where a phase needs them")
+  p.add_argument("--max-group-runs", type=_at_least_one, metavar="N",
+                 help="train at most N runs in one program: a larger group trains as "
+                      "parts, shared by the workers and each kept when it finishes (for "
+                      "machines that stop before a whole group would finish)")
   p.add_argument("--poll-seconds", type=float, default=30.0,
                  help="how often a waiting worker looks for the other workers' runs")
   p.add_argument("--report-only", action="store_true",
@@ -67,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
       return
     if not args.report_only:
       runner.run_suite(suite, runs_dir, pathlib.Path(args.sweeps_dir), placement,
-                       *args.worker, poll_seconds=args.poll_seconds)
+                       *args.worker, poll_seconds=args.poll_seconds,
+                       max_group_runs=args.max_group_runs)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import pathlib
 import shlex
 import time
@@ -66,10 +67,11 @@ class Runner:
 
   def __init__(self, suite: Suite, runs_dir: pathlib.Path, sweeps_dir: pathlib.Path,
                placement: dict[str, Any], worker: int = 0, workers: int = 1,
-               poll_seconds: float = 30.0):
+               poll_seconds: float = 30.0, max_group_runs: int | None = None):
     self.suite, self.sweeps_dir = suite, sweeps_dir
     self.plan = Plan(suite, runs_dir, placement)
     self.worker, self.workers, self.poll_seconds = worker, workers, poll_seconds
+    self.max_group_runs = max_group_runs
     self.waiting_for = None
     name = f"suite {suite.name}" + (f" worker {worker}/{workers}" if workers > 1 else "")
     # smoothing=0: the ETA is the average rate since start over the steps
@@ -106,10 +108,24 @@ class Runner:
     group = hashlib.sha256("".join(sorted(c.workdir for c in todo)).encode()).hexdigest()
     train_sweep(todo, self.sweeps_dir / self.suite.name / group[:16], on_step=advance)
 
+  def parts(self, groups: list[tuple[int, list[TrainConfig]]]
+            ) -> list[tuple[int, list[TrainConfig]]]:
+    """`groups` (`(owner key, runs)`) in parts of at most `max_group_runs`
+    runs, as even as possible, part j of a group keyed k keyed k + j (so
+    that the workers share a group's parts)."""
+    if self.max_group_runs is None:
+      return groups
+    split = []
+    for key, runs in groups:
+      size = math.ceil(len(runs) / math.ceil(len(runs) / self.max_group_runs))
+      split += [(key + j, runs[i:i + size]) for j, i in enumerate(range(0, len(runs), size))]
+    return split
+
   def run_phase(self, groups: list[tuple[int, list[TrainConfig]]]) -> bool:
-    """Trains the unfinished groups this worker owns (`(owner key, runs)`:
-    worker `key % workers` owns them). Returns whether it trained any."""
-    mine = [runs for key, runs in groups if key % self.workers == self.worker
+    """Trains the unfinished groups (or parts, see `parts`) this worker owns
+    (`(owner key, runs)`: worker `key % workers` owns them). Returns whether
+    it trained any."""
+    mine = [runs for key, runs in self.parts(groups) if key % self.workers == self.worker
             and any(finished(c) is None for c in runs)]
     for runs in mine:
       self.train(runs)
@@ -127,10 +143,11 @@ class Runner:
 
 def run_suite(suite: Suite, runs_dir: pathlib.Path, sweeps_dir: pathlib.Path,
               placement: dict[str, Any], worker: int = 0, workers: int = 1,
-              poll_seconds: float = 30.0) -> None:
+              poll_seconds: float = 30.0, max_group_runs: int | None = None) -> None:
   """Every method's learning-rate choice; then its seeds, the ablations and
   the baseline's data budgets. Returns once every run has finished."""
-  runner = Runner(suite, runs_dir, sweeps_dir, placement, worker, workers, poll_seconds)
+  runner = Runner(suite, runs_dir, sweeps_dir, placement, worker, workers, poll_seconds,
+                  max_group_runs)
   while True:  # until every learning rate is chosen
     choices = [(i, runner.plan.choose_lr(m, final_loss)) for i, m in enumerate(suite.methods)]
     pending = [(i + choice.stage, choice.pending) for i, choice in choices
