@@ -1,11 +1,12 @@
 """Trains a suite's runs (`plan` decides which), alone or as one of N workers.
 
 The runs of one group (a grid, a set of seeds) train together in one program
-(`train.train.train_sweep`), or as parts of at most `max_group_runs`; the checkpoints of the groups in training live
-in `<sweeps-dir>`. Worker I of N trains the groups it owns, a deterministic
-share, and waits for the others' by watching the shared runs directory: N
-machines sharing `<runs-dir>` run one suite together, and any of them can be
-restarted (its groups resume from their checkpoints).
+(`train.train.train_sweep`), or as parts of at most `max_group_runs`; the
+checkpoints of the groups in training live in `<sweeps-dir>`. Worker I of N
+trains the groups it owns, a deterministic share, and waits for the others' by
+watching the shared runs directory: N machines sharing `<runs-dir>` run one
+suite together, and any of them can be restarted (its groups resume from their
+checkpoints).
 """
 
 from __future__ import annotations
