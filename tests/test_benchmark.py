@@ -219,6 +219,7 @@ def test_the_suite_bar_counts_earlier_steps_but_rates_only_new_ones(monkeypatch,
 
   def resumed_sweep(todo, sweep_dir, on_step):
     assert todo == configs[1:]
+    sweep_dir.mkdir(parents=True)
     for step in (steps // 2, steps - 1, steps):
       on_step(step)
   monkeypatch.setattr(runner, "train_sweep", resumed_sweep)
@@ -227,6 +228,32 @@ def test_the_suite_bar_counts_earlier_steps_but_rates_only_new_ones(monkeypatch,
   suite_runner.train(configs)
   assert suite_runner.bar.n == len(configs) * steps
   assert suite_runner.bar.initial == steps + 2 * (steps // 2)
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_a_groups_checkpoints_are_removed_when_it_finishes(monkeypatch, tmp_path,
+                                                          interrupted):
+  """They only serve resuming: a finished group's go, an interrupted one's stay."""
+  from train.train import Interrupted
+  configs = [SMOKE.config(SMOKE.methods[0], lr, 0, tmp_path) for lr in (1e-3, 2e-3)]
+  checkpoints = []
+
+  def sweep(todo, sweep_dir, on_step):
+    checkpoints.append(sweep_dir / "checkpoints" / "6")
+    checkpoints[0].mkdir(parents=True)
+    on_step(0)
+    if interrupted:
+      raise Interrupted(6)
+  monkeypatch.setattr(runner, "train_sweep", sweep)
+  suite_runner = runner.Runner(SMOKE, tmp_path, tmp_path / "sweeps", {})
+  if interrupted:
+    with pytest.raises(Interrupted):
+      suite_runner.train(configs)
+  else:
+    suite_runner.train(configs)
+  assert checkpoints[0].is_relative_to(tmp_path / "sweeps" / "smoke")
+  assert checkpoints[0].exists() == interrupted
+  assert (tmp_path / "sweeps" / "smoke").exists()  # the other groups' place
 
 
 def test_a_data_multiple_must_keep_whole_steps():
@@ -516,6 +543,9 @@ def test_two_workers_at_once_report_what_one_worker_does(tmp_path, data_cache):
   assert [w.returncode for w in workers] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
   # Each worker trained a share of the runs.
   assert all("time to first step" in err for _, err in outputs)
+  # Finished groups keep no checkpoints.
+  assert not [p for name in ("one", "two") for p in (tmp_path / name / "sweeps").rglob("*")
+              if p.is_file()]
 
   one, two = (json.loads((tmp_path / name / "results" / "smoke.json").read_text())
               for name in ("one", "two"))

@@ -2,11 +2,11 @@
 
 The runs of one group (a grid, a set of seeds) train together in one program
 (`train.train.train_sweep`), or as parts of at most `max_group_runs`; the
-checkpoints of the groups in training live in `<sweeps-dir>`. Worker I of N
-trains the groups it owns, a deterministic share, and waits for the others' by
-watching the shared runs directory: N machines sharing `<runs-dir>` run one
-suite together, and any of them can be restarted (its groups resume from their
-checkpoints).
+checkpoints of the groups in training live in `<sweeps-dir>` until they
+finish. Worker I of N trains the groups it owns, a deterministic share, and
+waits for the others' by watching the shared runs directory: N machines
+sharing `<runs-dir>` run one suite together, and any of them can be restarted
+(its groups resume from their checkpoints).
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ import hashlib
 import math
 import pathlib
 import shlex
+import shutil
 import time
 from typing import Any
 
+import jax
 import tqdm
 
 from train import metrics
@@ -107,7 +109,12 @@ class Runner:
       reached = step
 
     group = hashlib.sha256("".join(sorted(c.workdir for c in todo)).encode()).hexdigest()
-    train_sweep(todo, self.sweeps_dir / self.suite.name / group[:16], on_step=advance)
+    sweep_dir = self.sweeps_dir / self.suite.name / group[:16]
+    train_sweep(todo, sweep_dir, on_step=advance)
+    # Its checkpoints only served resuming it (GBs per group at the reports'
+    # scale). Every process's saves are final once train_sweep returns.
+    if jax.process_index() == 0:
+      shutil.rmtree(sweep_dir)
 
   def parts(self, groups: list[tuple[int, list[TrainConfig]]]
             ) -> list[tuple[int, list[TrainConfig]]]:
