@@ -560,9 +560,11 @@ def markdown(suite: Suite, findings: Findings, report: dict[str, Any]) -> str:
            f"Command: `{report['command']}` (resumable, and `--worker I/N` shares it over "
            f"machines; see `{suite.name}.json` for every run and the command that "
            "reproduces it alone).  ",
-           f"Revision: `{report['git_commit']}`. Machine: {report['machine']['processor']}, "
-           f"{report['machine']['cpus']} CPUs, jax {report['machine']['jax']}, "
-           f"optax {report['machine']['optax']}.", ""]
+           # A resumed or shared suite's runs ran on whichever machines its
+           # workers had; only the report's own writing is recorded here.
+           f"Report written at revision `{report['git_commit']}` on "
+           f"{report['machine']['processor']}, {report['machine']['cpus']} CPUs, "
+           f"jax {report['machine']['jax']}, optax {report['machine']['optax']}.", ""]
   done = len({r["hash"] for v in report["variants"].values() for r in v["runs"]})
   if not findings.complete:
     lines += [f"**In progress**: {done} runs have finished and {findings.missing} more "
@@ -680,6 +682,9 @@ def markdown(suite: Suite, findings: Findings, report: dict[str, Any]) -> str:
           + f" the suite's {scaling['tokens']:,} tokens, {suite.data_multiple_seeds} seeds "
           + ("each (at 1x, every seed of AdamW's row). " if 1.0 in suite.data_multiples
              else "each. ")
+          + "Every multiple draws from the same training split, so a method's data "
+          "multiple counts tokens of that split (more passes over it beyond the "
+          "suite's own), not new text. "
           + "Least-squares fit of the final validation loss of every seed from "
           f"{low:g}x to `L(D) = a * D^-b + c`, D in multiples of the budget: "
           f"a = {a:.4f}, b = {b:.3f}, c = {c:.4f}."
