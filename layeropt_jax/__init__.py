@@ -1,6 +1,7 @@
 """layeropt_jax: layer-wise adaptive optimizers as optax transformations."""
 
 from layeropt_jax._adaptive import scale_by_adam
+from layeropt_jax._aovs import AOVS_SCALES
 from layeropt_jax._aovs import aovs
 from layeropt_jax._aovs import orthogonalize_matrix
 from layeropt_jax._aovs import scale_by_aovs
@@ -13,6 +14,7 @@ from layeropt_jax._baselines import lamb
 from layeropt_jax._baselines import lion
 from layeropt_jax._baselines import muon
 from layeropt_jax._baselines import sophia
+from layeropt_jax._ladm import LADM_SCALES
 from layeropt_jax._ladm import ladm
 from layeropt_jax._ladm import ladm_alpha
 from layeropt_jax._ladm import scale_by_ladm
@@ -21,10 +23,12 @@ from layeropt_jax._lamo import lamo
 from layeropt_jax._lamo import lamo_beta
 from layeropt_jax._lamo import scale_by_lamo
 from layeropt_jax._lamo import ScaleByLamoState
+from layeropt_jax._lamvs import LAMVS_SCALES
 from layeropt_jax._lamvs import lamvs
 from layeropt_jax._lamvs import scale_by_lamvs
 from layeropt_jax._layer_adam import layer_adam
 from layeropt_jax._malao import clip_by_tensor_norm
+from layeropt_jax._malao import MALAO_SCALES
 from layeropt_jax._malao import malao
 from layeropt_jax._stable_adamw import scale_by_stable_adam
 from layeropt_jax._stable_adamw import stable_adamw
@@ -34,19 +38,17 @@ from layeropt_jax.labels import hidden_matrix_mask
 from layeropt_jax.labels import label_by_shape
 from layeropt_jax.labels import label_params
 from layeropt_jax.labels import NAMING_CONVENTIONS
-from layeropt_jax.layerwise import AOVS_SCALES
-from layeropt_jax.layerwise import LADM_SCALES
 from layeropt_jax.layerwise import label_table
 from layeropt_jax.layerwise import LabelAssignment
-from layeropt_jax.layerwise import LAMVS_SCALES
-from layeropt_jax.layerwise import MALAO_SCALES
 from layeropt_jax.layerwise import matrices_mask
-from layeropt_jax.layerwise import METHOD_SCALES
+from layeropt_jax.layerwise import multiplier_table
 from layeropt_jax.layerwise import scale_by_layer
 from layeropt_jax.layerwise import UNIT_SCALES
 from layeropt_jax.registry import get_optimizer
 from layeropt_jax.registry import hyperparameters
+from layeropt_jax.registry import METHOD_SCALES
 from layeropt_jax.registry import OPTIMIZERS
+from layeropt_jax.registry import register_optimizer
 
 __version__ = "0.1.0"
 
@@ -86,8 +88,10 @@ __all__ = (
     "lion",
     "malao",
     "matrices_mask",
+    "multiplier_table",
     "muon",
     "orthogonalize_matrix",
+    "register_optimizer",
     "scale_by_adam",
     "scale_by_aovs",
     "scale_by_ladm",

@@ -8,10 +8,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
-from optax.contrib._muon import orthogonalize_via_newton_schulz
 
 from layeropt_jax import _validation
 from layeropt_jax._adaptive import compute_dtype, scale_by_adaptive_moments
+from layeropt_jax._lamvs import LAMVS_SCALES
 from layeropt_jax._sharding import gathered, resharded_like
 from layeropt_jax.labels import ParamLabels, hidden_matrix_mask
 from layeropt_jax.layerwise import layerwise_chain
@@ -20,6 +20,28 @@ from layeropt_jax.layerwise import layerwise_chain
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
 # Gives an orthogonalised update the RMS of an AdamW update (Liu et al. 2025).
 MATCHED_RMS = 0.2
+# The AOVS report gives no values; it uses LAMVS's table (a choice).
+AOVS_SCALES = LAMVS_SCALES
+
+
+def _newton_schulz(x: jax.Array, ns_steps: int) -> jax.Array:
+  r"""Muon's quintic Newton-Schulz iteration on :math:`x/(\|x\|_F + 10^{-8})`.
+
+  Our own rather than optax's, which is private (`optax.contrib._muon`);
+  `tests/reference.py` checks it. It runs on the wide orientation (no more
+  rows than columns), whose Gram matrix is the smaller, and transposes back.
+  """
+  wide = x.shape[0] <= x.shape[1]
+  x = x if wide else x.T
+  x = x / (jnp.linalg.norm(x) + 1e-8)
+  a, b, c = (jnp.asarray(k, x.dtype) for k in NS_COEFFS)
+
+  def step(_, x):
+    gram = x @ x.T.conj()
+    return a * x + (b * gram + c * gram @ gram) @ x
+
+  x = jax.lax.fori_loop(0, ns_steps, step, x, unroll=True)
+  return x if wide else x.T
 
 
 def orthogonalize_matrix(u: jax.Array, ns_steps: int = 5) -> jax.Array:
@@ -36,9 +58,7 @@ def orthogonalize_matrix(u: jax.Array, ns_steps: int = 5) -> jax.Array:
     `jax.sharding.AxisType.Explicit` axes the iteration runs on a replicated
     copy of `u` (its products would have no legal sharding otherwise).
   """
-  x = resharded_like(orthogonalize_via_newton_schulz(
-      gathered(u.astype(compute_dtype(u))), jnp.asarray(NS_COEFFS, jnp.float32),
-      ns_steps), u)
+  x = resharded_like(_newton_schulz(gathered(u.astype(compute_dtype(u))), ns_steps), u)
   return (x * (MATCHED_RMS * max(u.shape) ** 0.5)).astype(u.dtype)
 
 
@@ -151,7 +171,7 @@ def aovs(
     orthogonalize: bool = True,
     ns_steps: int = 5,
     weight_decay: float = 0.1,
-    scales: Mapping[str, float] | None = None,
+    scales: Mapping[str, float] = AOVS_SCALES,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
@@ -176,7 +196,8 @@ def aovs(
     ns_steps: Newton-Schulz iterations (default 5); static under
       `optax.inject_hyperparams` (pass `static_args="ns_steps"`).
     weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
-    scales: label -> LR multiplier for all six labels; `None` for the default.
+    scales: label -> LR multiplier for all six labels (default
+      `AOVS_SCALES`).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
     mu_dtype: storage dtype of the first moment; `None` for float32.
@@ -194,4 +215,4 @@ def aovs(
                     param_labels=param_labels, mu_dtype=mu_dtype,
                     nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
-      method="aovs", param_labels=param_labels)
+      param_labels=param_labels)

@@ -13,7 +13,10 @@ from layeropt_jax import _validation
 from layeropt_jax._adaptive import (
     in_compute_dtype, zeros_like_moment, zeros_like_second_moment)
 from layeropt_jax.labels import ParamLabels
-from layeropt_jax.layerwise import layerwise_chain
+from layeropt_jax.layerwise import layerwise_chain, multiplier_table
+
+LADM_SCALES = multiplier_table(
+    embedding=0.8, attn_qkv=1.05, attn_out=0.95, mlp=1.1, norm=0.65, head=0.9)
 
 
 class ScaleByLadmState(NamedTuple):
@@ -127,7 +130,7 @@ def ladm(
     alpha_warmup_steps: int = 500,
     eps: float = 1e-8,
     weight_decay: float = 0.1,
-    scales: Mapping[str, float] | None = None,
+    scales: Mapping[str, float] = LADM_SCALES,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
@@ -151,7 +154,8 @@ def ladm(
     alpha_warmup_steps: steps over which the mixing weight moves (500).
     eps: added to the denominator (default 1e-8).
     weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
-    scales: label -> LR multiplier for all six labels; `None` for the default.
+    scales: label -> LR multiplier for all six labels (default
+      `LADM_SCALES`).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
     mu_dtype: storage dtype of both first moments; `None` for float32.
@@ -169,4 +173,4 @@ def ladm(
                     mu_dtype=mu_dtype,
                     nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
-      method="ladm", param_labels=param_labels)
+      param_labels=param_labels)

@@ -14,7 +14,7 @@ from layeropt_jax._adaptive import (
     abs_sq, compute_dtype, second_moment_dtype, zeros_like_moment,
     zeros_like_second_moment)
 from layeropt_jax.labels import ParamLabels
-from layeropt_jax.layerwise import layerwise_chain
+from layeropt_jax.layerwise import UNIT_SCALES, layerwise_chain
 
 # Keeps the normalised gradient finite when a tensor's gradient is zero.
 NORMALIZE_EPS = 1e-8
@@ -130,7 +130,7 @@ def lamo(
     eps: float = 1e-8,
     normalize_grads: bool = True,
     weight_decay: float = 0.1,
-    scales: Mapping[str, float] | None = None,
+    scales: Mapping[str, float] = UNIT_SCALES,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
@@ -153,7 +153,8 @@ def lamo(
     eps: added to the denominator (default 1e-8).
     normalize_grads: divide each tensor's gradient by its norm (default True).
     weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
-    scales: label -> LR multiplier for all six labels; `None` for all 1.0.
+    scales: label -> LR multiplier for all six labels (default
+      `UNIT_SCALES`).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
     mu_dtype: storage dtype of the first moment; `None` for float32.
@@ -170,4 +171,4 @@ def lamo(
                     mu_dtype=mu_dtype,
                     nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
-      method="lamo", param_labels=param_labels)
+      param_labels=param_labels)

@@ -11,7 +11,10 @@ import optax
 from layeropt_jax import _validation
 from layeropt_jax._adaptive import scale_by_adaptive_moments
 from layeropt_jax.labels import ParamLabels
-from layeropt_jax.layerwise import layerwise_chain
+from layeropt_jax.layerwise import layerwise_chain, multiplier_table
+
+LAMVS_SCALES = multiplier_table(
+    embedding=1.0, attn_qkv=1.5, attn_out=1.5, mlp=1.2, norm=1.0, head=2.0)
 
 
 def scale_by_lamvs(
@@ -63,7 +66,7 @@ def lamvs(
     b2: float = 0.95,
     eps: float = 1e-8,
     weight_decay: float = 0.1,
-    scales: Mapping[str, float] | None = None,
+    scales: Mapping[str, float] = LAMVS_SCALES,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
@@ -85,7 +88,8 @@ def lamvs(
     b2: decay of the second moment (default 0.95, a choice).
     eps: :math:`\epsilon_0` of the decaying epsilon (default 1e-8).
     weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
-    scales: label -> LR multiplier for all six labels; `None` for the default.
+    scales: label -> LR multiplier for all six labels (default
+      `LAMVS_SCALES`).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
     mu_dtype: storage dtype of the first moment; `None` for float32.
@@ -101,4 +105,4 @@ def lamvs(
       scale_by_lamvs(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,
                      nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
-      method="lamvs", param_labels=param_labels)
+      param_labels=param_labels)

@@ -8,6 +8,7 @@ from typing import Any
 import optax
 
 from layeropt_jax._adaptive import scale_by_adam
+from layeropt_jax._lamvs import LAMVS_SCALES
 from layeropt_jax.labels import ParamLabels
 from layeropt_jax.layerwise import layerwise_chain
 
@@ -19,7 +20,7 @@ def layer_adam(
     b2: float = 0.95,
     eps: float = 1e-8,
     weight_decay: float = 0.1,
-    scales: Mapping[str, float] | None = None,
+    scales: Mapping[str, float] = LAMVS_SCALES,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
@@ -40,7 +41,8 @@ def layer_adam(
     b2: decay of the second moment (default 0.95).
     eps: added to the denominator (default 1e-8).
     weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
-    scales: label -> LR multiplier for all six labels; `None` for LAMVS's.
+    scales: label -> LR multiplier for all six labels (default
+      `LAMVS_SCALES`).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
     mu_dtype: storage dtype of the first moment; `None` for float32.
@@ -57,4 +59,4 @@ def layer_adam(
       scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,
                     nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
-      method="layer_adam", param_labels=param_labels)
+      param_labels=param_labels)

@@ -12,7 +12,10 @@ import optax
 from layeropt_jax import _validation
 from layeropt_jax._adaptive import abs_sq, compute_dtype, scale_by_adam
 from layeropt_jax.labels import ParamLabels
-from layeropt_jax.layerwise import layerwise_chain
+from layeropt_jax.layerwise import layerwise_chain, multiplier_table
+
+MALAO_SCALES = multiplier_table(
+    embedding=1.0, attn_qkv=1.5, attn_out=1.5, mlp=0.8, norm=1.0, head=1.0)
 
 
 def clip_by_tensor_norm(max_norm: float) -> optax.GradientTransformation:
@@ -54,7 +57,7 @@ def malao(
     eps: float = 1e-8,
     clip_threshold: float = 1.0,
     weight_decay: float = 0.1,
-    scales: Mapping[str, float] | None = None,
+    scales: Mapping[str, float] = MALAO_SCALES,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
@@ -78,7 +81,8 @@ def malao(
     eps: added to the denominator (default 1e-8).
     clip_threshold: :math:`\tau`, the per-tensor gradient norm bound (1.0).
     weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
-    scales: label -> LR multiplier for all six labels; `None` for the default.
+    scales: label -> LR multiplier for all six labels (default
+      `MALAO_SCALES`).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
     mu_dtype: storage dtype of the first moment; `None` for float32.
@@ -97,5 +101,5 @@ def malao(
       scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,
                     nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
-      method="malao", param_labels=param_labels,
+      param_labels=param_labels,
       preprocess=(clip_by_tensor_norm(clip_threshold),))

@@ -12,7 +12,7 @@ import optax
 
 from layeropt_jax._adaptive import abs_sq, compute_dtype, scale_by_adam
 from layeropt_jax.labels import ParamLabels
-from layeropt_jax.layerwise import layerwise_chain
+from layeropt_jax.layerwise import UNIT_SCALES, layerwise_chain
 
 
 # 256 KB blocks: cache-sized, and large enough that the loop is cheap.
@@ -111,7 +111,7 @@ def stable_adamw(
     b2: float = 0.95,
     eps: float = 1e-8,
     weight_decay: float = 0.1,
-    scales: Mapping[str, float] | None = None,
+    scales: Mapping[str, float] = UNIT_SCALES,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
@@ -131,7 +131,8 @@ def stable_adamw(
     b2: decay of the second moment (default 0.95).
     eps: added to the denominator (default 1e-8).
     weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
-    scales: label -> LR multiplier for all six labels; `None` for all 1.0.
+    scales: label -> LR multiplier for all six labels (default
+      `UNIT_SCALES`).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
     mu_dtype: storage dtype of the first moment; `None` for float32.
@@ -147,4 +148,4 @@ def stable_adamw(
       scale_by_stable_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype,
                            nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
-      method="stable_adamw", param_labels=param_labels)
+      param_labels=param_labels)

@@ -29,25 +29,22 @@ from layeropt_jax.labels import (
     COMPONENTS, ParamLabels, path_to_str, resolve_labels)
 
 
-def _table(embedding, attn_qkv, attn_out, mlp, norm, head):
-  return MappingProxyType(dict(
+def multiplier_table(*, embedding: float, attn_qkv: float, attn_out: float,
+                     mlp: float, norm: float, head: float) -> Mapping[str, float]:
+  """A read-only label -> LR multiplier mapping with every component.
+
+  Args:
+    embedding, attn_qkv, attn_out, mlp, norm, head: each component's
+      multiplier.
+
+  Returns:
+    A `MappingProxyType` over the six labels of `COMPONENTS`.
+  """
+  table = MappingProxyType(dict(
       embedding=embedding, attn_qkv=attn_qkv, attn_out=attn_out, mlp=mlp,
       norm=norm, head=head))
-
-
-LAMVS_SCALES = _table(1.0, 1.5, 1.5, 1.2, 1.0, 2.0)
-LADM_SCALES = _table(0.8, 1.05, 0.95, 1.1, 0.65, 0.9)
-MALAO_SCALES = _table(1.0, 1.5, 1.5, 0.8, 1.0, 1.0)
-# The AOVS report gives no values; it uses LAMVS's table (a choice).
-AOVS_SCALES = LAMVS_SCALES
-UNIT_SCALES = _table(1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
-
-# The multipliers each method of the common chain applies when its `scales`
-# is None. The baselines outside the chain (adamw, muon, ...) have none.
-METHOD_SCALES: MappingProxyType[str, MappingProxyType[str, float]]
-METHOD_SCALES = MappingProxyType(dict(
-    lamvs=LAMVS_SCALES, ladm=LADM_SCALES, aovs=AOVS_SCALES, lamo=UNIT_SCALES,
-    malao=MALAO_SCALES, layer_adam=LAMVS_SCALES, stable_adamw=UNIT_SCALES))
+  check_scales(table)
+  return table
 
 
 def check_scales(scales: Mapping[str, float]) -> None:
@@ -103,6 +100,10 @@ class LabelAssignment(NamedTuple):
   multiplier: float
 
 
+UNIT_SCALES = multiplier_table(embedding=1.0, attn_qkv=1.0, attn_out=1.0,
+                               mlp=1.0, norm=1.0, head=1.0)
+
+
 def label_table(
     params: Any,
     param_labels: ParamLabels = None,
@@ -156,20 +157,21 @@ def layerwise_chain(
     *,
     learning_rate: optax.ScalarOrSchedule,
     weight_decay: float,
-    scales: Mapping[str, float] | None,
-    method: str,
+    scales: Mapping[str, float],
     param_labels: ParamLabels,
     preprocess: tuple[optax.GradientTransformation, ...] = (),
 ) -> optax.GradientTransformationExtraArgs:
-  """The common chain around a method's direction; `scales=None` takes
-  `METHOD_SCALES[method]`."""
+  """The common chain around a method's direction (the module docstring).
+
+  A method's alias passes its own default `scales` table as its signature's
+  default, where :data:`layeropt_jax.METHOD_SCALES` finds it.
+  """
   _validation.check_learning_rate(learning_rate)
   _validation.check_non_negative("weight_decay", weight_decay)
   return optax.chain(
       *preprocess,
       direction,
       optax.add_decayed_weights(weight_decay, mask=matrices_mask),
-      scale_by_layer(METHOD_SCALES[method] if scales is None else scales,
-                     param_labels),
+      scale_by_layer(scales, param_labels),
       optax.scale_by_learning_rate(learning_rate),
   )

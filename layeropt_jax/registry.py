@@ -18,22 +18,60 @@ from layeropt_jax._layer_adam import layer_adam
 from layeropt_jax._malao import malao
 from layeropt_jax._stable_adamw import stable_adamw
 
-OPTIMIZERS: MappingProxyType[str, Callable[..., optax.GradientTransformation]]
-OPTIMIZERS = MappingProxyType({
-    "lamvs": lamvs,
-    "ladm": ladm,
-    "aovs": aovs,
-    "lamo": lamo,
-    "malao": malao,
-    "layer_adam": layer_adam,
-    "stable_adamw": stable_adamw,
-    "adamw": adamw,
-    "lion": lion,
-    "lamb": lamb,
-    "muon": muon,
-    "sophia": sophia,
-    "ademamix": ademamix,
-})
+_OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {}
+_METHOD_SCALES: dict[str, Mapping[str, float]] = {}
+# Read-only views, kept current by `register_optimizer`.
+OPTIMIZERS: Mapping[str, Callable[..., optax.GradientTransformation]]
+OPTIMIZERS = MappingProxyType(_OPTIMIZERS)
+# The LR multipliers each layer-wise method applies by default: the default of
+# its `scales` argument. The baselines outside the common chain have none.
+METHOD_SCALES: Mapping[str, Mapping[str, float]]
+METHOD_SCALES = MappingProxyType(_METHOD_SCALES)
+
+
+def register_optimizer(
+    name: str, factory: Callable[..., optax.GradientTransformation]) -> None:
+  """Makes `factory` available by `name` to :func:`get_optimizer`.
+
+  It is then in :data:`OPTIMIZERS` (and so the trainer's `--optimizer`), and,
+  if its `scales` argument defaults to a multiplier table, in
+  :data:`METHOD_SCALES`.
+
+  Args:
+    name: the optimizer's name, not yet registered.
+    factory: `factory(learning_rate, **hyperparameters)`, every argument but
+      the learning rate keyword-only with a default.
+
+  Raises:
+    ValueError: `name` is taken or `factory` has another signature.
+  """
+  if name in _OPTIMIZERS:
+    raise ValueError(f"optimizer {name!r} is already registered")
+  params = list(inspect.signature(factory).parameters.values())
+  if not params or params[0].name != "learning_rate" or any(
+      p.kind != p.KEYWORD_ONLY or p.default is p.empty for p in params[1:]):
+    raise ValueError(
+        f"optimizer {name!r}: factory{inspect.signature(factory)} must take "
+        "learning_rate first, then keyword-only arguments with defaults")
+  _OPTIMIZERS[name] = factory
+  scales = inspect.signature(factory).parameters.get("scales")
+  if scales is not None and isinstance(scales.default, Mapping):
+    _METHOD_SCALES[name] = scales.default
+
+
+register_optimizer("lamvs", lamvs)
+register_optimizer("ladm", ladm)
+register_optimizer("aovs", aovs)
+register_optimizer("lamo", lamo)
+register_optimizer("malao", malao)
+register_optimizer("layer_adam", layer_adam)
+register_optimizer("stable_adamw", stable_adamw)
+register_optimizer("adamw", adamw)
+register_optimizer("lion", lion)
+register_optimizer("lamb", lamb)
+register_optimizer("muon", muon)
+register_optimizer("sophia", sophia)
+register_optimizer("ademamix", ademamix)
 
 
 def hyperparameters(name: str) -> dict[str, Any]:
@@ -77,8 +115,8 @@ def get_optimizer(
   (`optax.inject_hyperparams(layeropt_jax.ladm)(learning_rate=..., b1=...)`).
 
   Args:
-    name: one of `lamvs ladm aovs lamo malao layer_adam stable_adamw adamw
-      lion lamb muon sophia ademamix`.
+    name: a key of :data:`OPTIMIZERS`: every method and baseline of the
+      library, and those added with :func:`register_optimizer`.
     learning_rate: a float or an optax schedule.
     **overrides: keyword arguments of that optimizer (see
       :func:`hyperparameters`).

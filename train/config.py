@@ -51,7 +51,7 @@ class TrainConfig:
       kind=PLACEMENT)
   config: str = _field("nano", "model size", choices=tuple(model.CONFIGS))
   optimizer: str = _field("adamw", "a name of layeropt_jax.get_optimizer",
-                          choices=tuple(registry.OPTIMIZERS))
+                          choices=registry.OPTIMIZERS)
   lr: float = _field(1e-3, "peak learning rate", bound=">= 0")
   steps: int = _field(200, "optimizer steps", bound="> 0")
   seed: int = _field(0, "seed of the initialisation and the data order")

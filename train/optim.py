@@ -90,7 +90,7 @@ def component_metrics(opt_state: Any) -> dict[str, jax.Array]:
 def label_summary(config: TrainConfig, params: Any) -> str:
   """The component label and LR multiplier of every parameter, as a table:
   what `config.optimizer` applies to `params` (shapes suffice)."""
-  scales = config.opt.get("scales", layeropt_jax.METHOD_SCALES.get(config.optimizer))
+  scales = {**layeropt_jax.hyperparameters(config.optimizer), **config.opt}.get("scales")
   rows = layeropt_jax.label_table(params, scales=scales)
   width = max(len(row.path) for row in rows)
   return "\n".join(
