@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from train import model, step
+from train.benchmark.plan import Plan
 from train.config import TrainConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -101,3 +102,22 @@ def train_losses(trainer, steps=4, batch=8, data_seeds=(0,)):
 def one_device_mesh():
   return jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,),
                        devices=jax.devices()[:1])
+
+
+def simulate(suite, loss_of_config):
+  """Runs `suite`'s plan against `loss_of_config` instead of training:
+  returns the choices and every run the plan asked for, by stage."""
+  plan = Plan(suite, pathlib.Path("runs"), {})
+  losses, stages = {}, []
+  loss = lambda config: losses.get(config.workdir)
+  while True:
+    choices = {m.name: plan.choose_lr(m, loss) for m in suite.methods}
+    pending = [c for choice in choices.values() for c in choice.pending]
+    if not pending:
+      break
+    stages.append(sorted((c.lr, c.seed) for c in pending if loss(c) is None))
+    losses.update({c.workdir: loss_of_config(c) for c in pending})
+  chosen = {name: choice.lr for name, choice in choices.items()}
+  for group in plan.final_groups(chosen):
+    losses.update({c.workdir: loss_of_config(c) for c in group})
+  return choices, stages, losses

@@ -13,7 +13,7 @@ import pytest
 
 import layeropt_jax
 from train import optim
-from train.benchmark.report import VERDICT_HEADER
+from train.benchmark.render import VERDICT_HEADER
 from train.config import from_args
 
 from tests.helpers import REPO, records

@@ -19,7 +19,8 @@ from typing import Any
 
 from layeropt_jax import registry
 from train import model
-from train.data import BUILDERS, default_cache_dir
+from train.corpora import BUILDERS
+from train.data import default_cache_dir
 
 # What a field decides. A resumed run may change only what does not change
 # what it computes; the benchmark caches a run under a hash of everything but

@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {"default_command": default_command(tmp / "default", args.reduced),
                "paper_step": paper_step(args.reduced, 2 if args.reduced else args.steps),
                "optimizer_step": optimizer_steps(tmp / "optimizer_step.json", args.reduced)}
-  report = provenance.write_report(out.with_suffix(".json"), "train.device_check", argv,
+  report = provenance.write_results(out.with_suffix(".json"), "train.device_check", argv,
                                    results)
   files.write_atomically(out, markdown(report))
   print(f"wrote {out}")

@@ -243,7 +243,7 @@ def cpu_report(out: pathlib.Path, presets: list[str], jobs: int) -> None:
     results = list(pool.map(lambda case: measured(case[0], devices=case[1]), cases))
   cases = [{"flags": flags, "limit_gib": limit, **result}
            for (flags, _, limit), result in zip(cases, results)]
-  data = provenance.write_report(out.with_suffix(".json"), "train.memory",
+  data = provenance.write_results(out.with_suffix(".json"), "train.memory",
                                  ["--report", str(out)], {"cases": cases})
   machine = data["machine"]
   lines = [
@@ -302,7 +302,7 @@ def accelerator_report(out: pathlib.Path, jobs: int) -> None:
     cases = list(pool.map(one, accelerator_cases()))
   versions = {name: importlib.metadata.version(name)
               for name in ("jax", "jaxlib", "libtpu", "jax-cuda12-plugin")}
-  data = provenance.write_report(out.with_suffix(".json"), "train.memory",
+  data = provenance.write_results(out.with_suffix(".json"), "train.memory",
                                  ["--accelerators", str(out)],
                                  {"versions": versions, "cases": cases})
   files.write_atomically(out, accelerator_markdown(data))

@@ -4,6 +4,9 @@ whose peak learning rate lives in the optimizer state, skipping non-finite steps
 from __future__ import annotations
 
 from collections.abc import Callable
+import functools
+import json
+import math
 from typing import Any
 
 import jax
@@ -11,6 +14,7 @@ import optax
 
 import layeropt_jax
 from layeropt_jax import get_optimizer
+from train import model
 from train.config import TrainConfig
 
 PEAK_LR = "peak_lr"
@@ -96,3 +100,19 @@ def label_summary(config: TrainConfig, params: Any) -> str:
   return "\n".join(
       f"  {row.path:<{width}}  {str(row.shape):<16} {row.label:<9} x{row.multiplier:g}"
       for row in rows)
+
+
+def state_bytes_per_param(config_name: str, optimizer: str, opt: dict[str, Any]) -> float:
+  """Bytes of `optimizer`'s state (with `opt` overrides) per parameter of
+  model `config_name`, counted on shapes alone (nothing is allocated)."""
+  return _state_bytes_per_param(config_name, optimizer, json.dumps(opt, sort_keys=True))
+
+
+# Reports ask again for the same few: a hashable key (`opt` holds dicts).
+@functools.cache
+def _state_bytes_per_param(config_name: str, optimizer: str, opt_json: str) -> float:
+  params = model.param_shapes(config_name)
+  state = jax.eval_shape(get_optimizer(optimizer, 1e-3, **json.loads(opt_json)).init, params)
+  size = lambda tree: sum(math.prod(x.shape) * x.dtype.itemsize
+                          for x in jax.tree.leaves(tree))
+  return size(state) / (size(params) / 4)

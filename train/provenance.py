@@ -43,11 +43,11 @@ def git_commit() -> str:
     return "unknown"
 
 
-def write_report(out: str | os.PathLike, module: str, argv: list[str] | None,
-                 results: dict[str, Any]) -> dict[str, Any]:
+def write_results(out: str | os.PathLike, module: str, argv: list[str] | None,
+                  results: dict[str, Any]) -> dict[str, Any]:
   """Writes `results` as JSON with the command and the machine that produced
   them; returns what it wrote."""
-  report = {"command": command(module, argv), "machine": machine(), **results}
-  files.write_atomically(out, json.dumps(report, indent=1))
+  written = {"command": command(module, argv), "machine": machine(), **results}
+  files.write_atomically(out, json.dumps(written, indent=1))
   print(f"wrote {out}")
-  return report
+  return written

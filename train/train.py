@@ -154,9 +154,7 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
 
   start_time = time.perf_counter()
   model_config = config.model_config
-  tokenizer, windows, _ = data.prepare(
-      config.data, config.seq_len + 1, model_config.vocab_size, config.cache_dir,
-      config.data_dir, config.tokenizer, config.data_workers, is_main and config.progress)
+  tokenizer, windows, _ = data.prepare_for(config, is_main and config.progress)
   seeds = [c.seed for c in configs]
   # Runs that share a seed share a data order: one iterator serves them all.
   iterators = {seed: iter(data.batches(

@@ -1,7 +1,7 @@
 """The optimizer benchmark: every method tuned on one budget, seeds at its chosen LR.
 
   python -m train.benchmark --suite nano                  # runs (or resumes), then reports
-  python -m train.benchmark --suite nano --report-only    # the report from the runs so far
+  python -m train.benchmark --suite nano --report-only    # the results of the runs so far
   python -m train.benchmark --suite nano --worker 0/4     # one of 4 machines sharing results/runs
   python -m train.benchmark --suite nano --max-group-runs 5  # groups as parts of <= 5 runs
   python -m train.benchmark --suite paper --data-dir FINEWEB --tokenizer tokenizer.json --dry-run
@@ -14,7 +14,7 @@ import dataclasses
 import pathlib
 import sys
 
-from train.benchmark import report, runner
+from train.benchmark import results, runner, runs
 from train.benchmark.suites import SUITES
 from train.data import default_cache_dir
 from train.train import Interrupted
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
                  help="the cache of finished runs, <runs-dir>/<suite>/<hash> (committed)")
   p.add_argument("--sweeps-dir", default="runs/benchmark",
                  help="checkpoints of the groups of runs in training")
-  p.add_argument("--out", default="results", help="where the report is written")
+  p.add_argument("--out", default="results", help="where the results are written")
   p.add_argument("--worker", default="0/1", type=_worker, metavar="I/N",
                  help="train worker I's share of the suite's runs, N workers sharing "
                       "--runs-dir (a SLURM array, one job per machine), waiting for "
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--poll-seconds", type=float, default=30.0,
                  help="how often a waiting worker looks for the other workers' runs")
   p.add_argument("--report-only", action="store_true",
-                 help="report the finished runs, train nothing")
+                 help="write the results of the finished runs, train nothing")
   p.add_argument("--dry-run", action="store_true",
                  help="configure every run, train one step of the first method")
   p.add_argument("--dry-run-batch-size", type=int, default=8)
@@ -91,9 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"interrupted: rerun the same command to resume; finished runs are kept, "
           f"the group in training resumes from step {e.step}", file=sys.stderr)
     sys.exit(130)
-  # The report is the suite's, however it was (re)generated.
-  report.write(suite, report.collect(suite, runs_dir), pathlib.Path(args.out),
-               ["--suite", args.suite], placement)
+  # The results are the suite's, however they were (re)generated.
+  results.write(suite, runs.collect(suite, runs_dir), pathlib.Path(args.out),
+                ["--suite", args.suite], placement)
 
 
 if __name__ == "__main__":

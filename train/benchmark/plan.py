@@ -1,6 +1,6 @@
 """Which runs a suite needs, given the runs finished so far.
 
-One function of the finished runs decides, for the runner and the report
+One function of the finished runs decides, for the runner and the results
 alike, every method's learning rate. Learning rates are
 `center * grid_factor ** (k / lr_refine)` for integers k, so the grids below
 share their points exactly:

@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import math
 import pathlib
-import shlex
 import shutil
 import time
 from typing import Any
@@ -23,45 +22,11 @@ from typing import Any
 import jax
 import tqdm
 
-from train import metrics
 from train.benchmark.plan import Plan
+from train.benchmark.runs import final_loss, finished, finished_in
 from train.benchmark.suites import Suite
-from train.config import PLACEMENT, TrainConfig, fields_of, flag
+from train.config import TrainConfig
 from train.train import preflight, train_sweep
-
-
-def reproduce_command(config: TrainConfig) -> str:
-  """The `python -m train.train` command that trains this one run alone."""
-  defaults = TrainConfig()
-  placement = fields_of(PLACEMENT)
-  args = ["python", "-m", "train.train", "--workdir", config.workdir]
-  for field in dataclasses.fields(TrainConfig):
-    value = getattr(config, field.name)
-    if field.name in placement or value == getattr(defaults, field.name):
-      continue
-    if field.name == "opt":
-      for key, v in value.items():
-        args += ["--opt", f"{key}={v!r}"]
-    else:
-      args += ["--" + flag(field.name), str(value)]
-  return shlex.join(args)
-
-
-def finished_in(workdir: pathlib.Path) -> list[dict[str, Any]] | None:
-  """The records of the run in `workdir` if it has finished, else None."""
-  records = metrics.MetricsLog(workdir / "metrics.jsonl").records()
-  return records if records and records[-1].get("event") == "done" else None
-
-
-def finished(config: TrainConfig) -> list[dict[str, Any]] | None:
-  """The run's records if it has finished, else None."""
-  return finished_in(pathlib.Path(config.workdir))
-
-
-def final_loss(config: TrainConfig) -> float | None:
-  """The final validation loss of a finished run, None if it has not finished."""
-  records = finished(config)
-  return records[-1]["val_loss"] if records else None
 
 
 class Runner:
@@ -192,3 +157,4 @@ def dry_run(suite: Suite, runs_dir: pathlib.Path, placement: dict[str, Any],
   print(f"dry run of suite {suite.name}: {len(suite.methods)} methods and "
         f"{len(suite.ablations)} ablations configured; one step of "
         f"{suite.methods[0].name} trained in {config.workdir}")
+  print("methods: " + ", ".join(m.name for m in suite.methods))

@@ -16,7 +16,7 @@ from typing import Any
 from layeropt_jax import LADM_SCALES, MALAO_SCALES, UNIT_SCALES
 from train.benchmark.methods import METHODS
 from train.config import PAPER_SETUP, PLACEMENT, TrainConfig, fields_of
-from train.data import BUILDERS
+from train.corpora import BUILDERS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +48,41 @@ BASELINE = "adamw"
 
 
 @dataclasses.dataclass(frozen=True)
+class Previous:
+  """A superseded protocol's results, frozen: its verdicts and learning rates."""
+  results: str  # its results file, beside the suite's own
+  protocol: str  # how it differed from the suite's protocol now
+  claims: dict[str, dict[str, str]]  # claim text -> {"ratio": "m +- h", "verdict": ...}
+  lrs: dict[str, float]  # its chosen learning rate per method
+
+  def to_json(self) -> dict[str, Any]:
+    return {"report": self.results, "claims": self.claims, "lrs": self.lrs}
+
+
+def _claims(*rows: tuple[str, str, str]) -> dict[str, dict[str, str]]:
+  return {text: {"ratio": ratio, "verdict": verdict} for text, ratio, verdict in rows}
+
+
+NANO_V1 = Previous(
+    "nano_v1.md",
+    "the first 512 windows of a 5% held-out split, the learning rate chosen between the "
+    "two best points of the 2x grid, no correction for the number of claims",
+    _claims(
+        ("LADM beats AdamW by 11% (4.386 vs 4.927)", "1.0887 +- 0.0349", "refuted"),
+        ("LAMVS beats AdamW (4.822 vs 4.927)", "1.0046 +- 0.0440", "inconclusive"),
+        ("StableAdamW is near AdamW (4.918)", "0.9829 +- 0.0399", "inconclusive"),
+        ("LayerAdam is near AdamW (4.945)", "1.0088 +- 0.0402", "inconclusive"),
+        ("Sophia is worse than AdamW (5.091)", "1.1447 +- 0.0489", "confirmed"),
+        ("AOVS is worse than AdamW (5.50)", "0.8973 +- 0.0325", "refuted"),
+        ("LAMO is worse than AdamW (5.862)", "1.0608 +- 0.0417", "confirmed"),
+        ("MALAO is worse than AdamW (11.71)", "0.9906 +- 0.0413", "inconclusive"),
+        ("Muon is the best method (3.54)", "0.8929 +- 0.0322", "inconclusive")),
+    dict(muon=0.016, aovs=0.008, stable_adamw=0.008, malao=0.004, adamw=0.008,
+         lamvs=0.004, layer_adam=0.004, ademamix=0.004, lamb=0.008, lamo=0.004,
+         ladm=0.004, sophia=0.0005, lion=0.001))
+
+
+@dataclasses.dataclass(frozen=True)
 class Suite:
   """A model, data and token budget, the methods and ablations to run on it."""
   name: str
@@ -73,9 +108,9 @@ class Suite:
   data_fit_from: float = 0.0
   description: str = ""
   scale_note: str = ""  # how the scale differs from the reports', what that allows
-  # A superseded report of this suite (a file beside its report) whose verdicts
-  # the report's "What changed" table shows beside its own.
-  previous_report: str = ""
+  # A superseded protocol of this suite, whose verdicts its results' "What
+  # changed" table shows beside their own.
+  previous: Previous | None = None
 
   def __post_init__(self):
     if self.grid_points % 2 == 0 or self.lr_refine < 1:
@@ -152,7 +187,7 @@ SUITES = {
                    eval_every=200, eval_batches=32, log_every=50, checkpoint_every=500),
         methods=_methods(), ablations=ABLATIONS, data_multiples=(0.25, 0.5, 1.0, 2.0, 4.0),
         # 0.25x is 500 steps, 50 of them warm-up: still in the early transient.
-        data_fit_from=0.5, previous_report="nano_v1.md",
+        data_fit_from=0.5, previous=NANO_V1,
         description="nano Qwen3 (1.05M parameters, vocabulary 2048) on the Python "
                     "standard library corpus, 2000 steps of 16 x 128 tokens (4.1M "
                     "tokens, 1.46 passes over the 2.81M-token train split), cosine "

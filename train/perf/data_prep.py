@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     rows.append({"gigabytes": size, "training": True,
                  **{k: v for k, v in trained.items() if k != "output"}})
     print(json.dumps(rows[-1]), flush=True)
-  report = provenance.write_report(pathlib.Path(args.out) / "data.json", "train.perf.data_prep",
+  report = provenance.write_results(pathlib.Path(args.out) / "data.json", "train.perf.data_prep",
                                    argv, {"vocab_size": VOCAB, "seq_len": SEQ_LEN,
                                           "train_flags": TRAIN_FLAGS, "rows": rows})
   files.write_atomically(pathlib.Path(args.out) / "data.md", markdown(report))

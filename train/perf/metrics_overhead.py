@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
   args = p.parse_args(argv)
   report = {"configs": {c: bench(c, args.batch_size, args.seq_len, args.reps, args.iters)
                         for c in args.configs.split(",")}}
-  provenance.write_report(args.out, "train.perf.metrics_overhead", argv, report)
+  provenance.write_results(args.out, "train.perf.metrics_overhead", argv, report)
 
 
 if __name__ == "__main__":

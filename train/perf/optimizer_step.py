@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
   args = p.parse_args(argv)
   names = args.names.split(",")
   trees = {t: bench_tree(t, names, args.reps, args.iters) for t in args.trees.split(",")}
-  provenance.write_report(args.out, "train.perf.optimizer_step", argv, {"trees": trees})
+  provenance.write_results(args.out, "train.perf.optimizer_step", argv, {"trees": trees})
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--names", default=",".join(layeropt_jax.OPTIMIZERS))
   p.add_argument("--out", default="results/perf_state_memory.json")
   args = p.parse_args(argv)
-  provenance.write_report(args.out, "train.perf.state_memory", argv,
+  provenance.write_results(args.out, "train.perf.state_memory", argv,
                           measure(args.tree, args.names.split(",")))
 
 

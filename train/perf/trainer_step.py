@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
   }
   if args.sweep_runs:
     report["sweep"] = bench_sweep(args.sweep_runs, args.sweep_steps, args.cache_dir)
-  provenance.write_report(args.out, "train.perf.trainer_step", argv, report)
+  provenance.write_results(args.out, "train.perf.trainer_step", argv, report)
 
 
 if __name__ == "__main__":
