@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from train import accelerators
+from train.hardware import accelerators
 
 # The tests run on the CPU, and compile for TPUs and GPUs only ahead of time:
 # jax starts no other backend, and libtpu (of the aot extra) knows it is on
@@ -22,7 +22,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
 
 # The modules of the end-to-end runs (minutes each), started first so that
 # parallel workers finish together rather than one waiting on a late long test.
-END_TO_END = ("test_benchmark.py", "test_readme.py", "test_train.py", "test_notebooks.py",
+END_TO_END = ("test_benchmark_results.py", "test_readme.py", "test_train.py", "test_notebooks.py",
               "test_scale.py")
 
 

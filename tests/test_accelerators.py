@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from train import accelerators, memory, step
+from train import step
+from train.hardware import accelerators, memory_results
 from train.config import from_args
 
 from tests.helpers import REPO, own_lines
@@ -187,9 +188,9 @@ def test_the_committed_accelerator_report_is_its_json():
   """results/accelerators.md renders its JSON, which holds every case, and
   README's table of what fits where is its table."""
   data = json.loads((REPO / "results" / "accelerators.json").read_text())
-  assert (REPO / "results" / "accelerators.md").read_text() == memory.accelerator_markdown(data)
-  assert memory.fit_table(data) in (REPO / "README.md").read_text()
-  assert [(c["flags"], c["target"]) for c in data["cases"]] == memory.accelerator_cases()
+  assert (REPO / "results" / "accelerators.md").read_text() == memory_results.accelerator_markdown(data)
+  assert memory_results.fit_table(data) in (REPO / "README.md").read_text()
+  assert [(c["flags"], c["target"]) for c in data["cases"]] == memory_results.accelerator_cases()
   ladm_v5e = next(c for c in data["cases"]
                   if c["flags"] == ["--preset", "ladm-paper"] and c["target"] == "v5e:2x4")
   assert [(t["grad_accum"], t["fits"]) for t in ladm_v5e["tried"]] == [(1, False), (2, True)]

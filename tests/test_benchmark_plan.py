@@ -12,7 +12,7 @@ import pytest
 from layeropt_jax import OPTIMIZERS
 from train import corpora
 from train.benchmark import plan as planning
-from train.benchmark import runner, suites
+from train.benchmark import methods, runner, suites
 
 from tests.helpers import simulate
 
@@ -242,3 +242,11 @@ def test_the_paper_suite_is_the_reports_scale():
   train = suites.SUITES["paper"].train
   assert (train["config"], train["batch_size"], train["seq_len"], train["data"]) == (
       "qwen3-134m", 512, 1024, "fineweb")
+
+
+def test_a_methods_reports_lr_is_its_presets():
+  # The benchmark's rows import nothing of the trainer; the presets the
+  # trainer runs the reports' setups with must agree with them.
+  from train.config import PRESETS
+  with_preset = {name.removesuffix("-paper"): preset["lr"] for name, preset in PRESETS.items()}
+  assert with_preset == {m.name: m.reports_lr for m in methods.METHODS if m.name in with_preset}

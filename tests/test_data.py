@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from train import data
+from train import corpora, data, tokenizer
 from train.config import TrainConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def stdlib(tmp_path_factory):
   root = tmp_path_factory.mktemp("tfds")
-  return root, {s: data.load_split("python_stdlib", s, root) for s in ("train", "validation")}
+  return root, {s: corpora.load_split("python_stdlib", s, root) for s in ("train", "validation")}
 
 
 def test_stdlib_builder_holds_the_running_pythons_lib(stdlib):
@@ -37,7 +37,7 @@ def test_stdlib_builder_holds_the_running_pythons_lib(stdlib):
   assert "os.py" in paths["train"] | paths["validation"]
   for path in paths["train"] | paths["validation"]:
     assert not {"test", "tests", "site-packages"} & set(pathlib.Path(path).parts)
-  info = data.PythonStdlib(data_dir=str(stdlib[0]), file_format="array_record").info
+  info = corpora.PythonStdlib(data_dir=str(stdlib[0]), file_format="array_record").info
   assert info.metadata["python_version"] == sys.version.split()[0]
 
 
@@ -51,7 +51,7 @@ def test_fineweb_builder_on_local_parquet(tmp_path):
         "id": ids, "dump": ["CC-MAIN-2024-10"] * 150,
         "url": [f"https://example.org/{i}" for i in range(150)],
     }), manual / f"shard-{shard}.parquet")
-  splits = {s: data.load_split("fineweb", s, tmp_path / "tfds", manual_dir=manual)
+  splits = {s: corpora.load_split("fineweb", s, tmp_path / "tfds", manual_dir=manual)
             for s in ("train", "validation")}
   ids = {s: {d[i]["id"].decode() for i in range(len(d))} for s, d in splits.items()}
   assert not ids["train"] & ids["validation"]
@@ -62,17 +62,17 @@ def test_fineweb_builder_on_local_parquet(tmp_path):
 def test_tokenizer_is_trained_once_and_cached(stdlib, tmp_path):
   _, splits = stdlib
   cache = tmp_path / "tok.json"
-  tok = data.get_tokenizer(splits["validation"], 512, cache)
+  tok = tokenizer.get_tokenizer(splits["validation"], 512, cache)
   stamp = cache.stat().st_mtime_ns
-  again = data.get_tokenizer(splits["validation"], 512, cache)
+  again = tokenizer.get_tokenizer(splits["validation"], 512, cache)
   assert cache.stat().st_mtime_ns == stamp
   assert tok.get_vocab_size() == again.get_vocab_size() == 512
   text = "def f(x):\n    return x  # ünïcode\n"
   assert tok.decode(tok.encode(text).ids) == text
-  local = data.get_tokenizer(None, 0, tmp_path / "unused.json", tokenizer_file=cache)
+  local = tokenizer.get_tokenizer(None, 0, tmp_path / "unused.json", tokenizer_file=cache)
   assert local.encode(text).ids == tok.encode(text).ids
   with pytest.raises(ValueError, match="tokenizer file .*missing.json does not exist"):
-    data.get_tokenizer(None, 0, cache, tokenizer_file=tmp_path / "missing.json")
+    tokenizer.get_tokenizer(None, 0, cache, tokenizer_file=tmp_path / "missing.json")
 
 
 def test_windows_are_the_documents_stream_with_eos(stdlib, tmp_path):
@@ -197,7 +197,7 @@ def test_processes_sharing_a_cache_prepare_it_once(corpus, tmp_path):
 
 _BATCH_SCRIPT = """
 import numpy as np, sys
-from train import data
+from train import corpora, data, tokenizer
 from train.config import TrainConfig
 windows = np.arange(40 * 5, dtype=np.int32).reshape(40, 5)
 ds = data.batches(windows, 8, seed=int(sys.argv[1]), process_index=int(sys.argv[2]), process_count=2)
@@ -231,8 +231,8 @@ def test_bad_data_input(tmp_path):
   with pytest.raises(ValueError, match="fewer than one batch of 8"):
     data.batches(windows, 8, 0)
   with pytest.raises(ValueError, match="unknown dataset 'c4'"):
-    data.load_split("c4", "train", "/tmp")
+    corpora.load_split("c4", "train", "/tmp")
   with pytest.raises(ValueError, match="data directory /nonexistent does not exist"):
-    data.load_split("fineweb", "train", "/tmp", manual_dir="/nonexistent")
+    corpora.load_split("fineweb", "train", "/tmp", manual_dir="/nonexistent")
   with pytest.raises(ValueError, match="no \\*.parquet files in"):
-    data.load_split("fineweb", "train", tmp_path / "tfds", manual_dir=tmp_path)
+    corpora.load_split("fineweb", "train", tmp_path / "tfds", manual_dir=tmp_path)

@@ -146,3 +146,16 @@ def test_readme_layout_is_the_tree():
   assert not {p for p in sources - listed_sources if not p.endswith("/__init__.py")}
   assert listed_sources <= sources
   assert all((REPO / p).exists() for p in listed)
+
+
+def test_adding_a_method_names_what_the_tree_has():
+  section = re.search(r"## Adding a method\n(.*?)\n## ", README.read_text(), re.S).group(1)
+  assert re.findall(r"^(\d)\. \*\*", section, re.M) == ["1", "2", "3", "4"]
+  paths = {p for p in re.findall(r"`([\w./]+\.(?:py|rst))`", section)}
+  assert paths and all((REPO / p).is_file() for p in paths), paths
+  registry = (REPO / "layeropt_jax" / "registry.py").read_text()
+  assert 'register_optimizer("ladm", ladm)' in registry
+  for name in ("register_optimizer", "multiplier_table", "METHOD_SCALES"):
+    assert name in layeropt_jax.__all__
+  assert "def layerwise_chain(" in (REPO / "layeropt_jax" / "layerwise.py").read_text()
+  assert "class Method:" in (REPO / "train" / "benchmark" / "methods.py").read_text()

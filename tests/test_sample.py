@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from train import data, model, sample
+from train import model, sample
+from train import tokenizer as bpe
 
 from tests.helpers import REPO, SHORT, command, environment, own_lines, run
 
@@ -85,7 +86,7 @@ def test_sample_cli_from_a_trained_workdir(tmp_path):
   texts = [f"def f{i}(x):\n    return x + {i}  # document {i}\n" * 8 for i in range(300)]
   pq.write_table(pa.table({"text": texts, "id": [f"<urn:uuid:{i}>" for i in range(300)]}),
                  fineweb / "shard-0.parquet")
-  data.train_tokenizer(texts, 512).save(str(tokenizer))
+  bpe.train_tokenizer(texts, 512).save(str(tokenizer))
   workdir = tmp_path / "run"
   run(command(workdir, *SHORT, "--steps", "20", "--data", "fineweb", "--data-dir", str(fineweb),
               "--tokenizer", str(tokenizer)), cache)

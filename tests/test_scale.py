@@ -164,11 +164,11 @@ def test_the_device_check_runs_reduced_on_cpu(tmp_path, data_cache):
   report = json.loads(out.with_suffix(".json").read_text())
   assert report["default_command"]["steps"] == 20
   assert np.isfinite(report["default_command"]["final_val_loss"])
-  paper = report["paper_step"]
-  assert paper["devices"].startswith("2 x ") and paper["tokens_per_s"] > 0
-  assert paper["mfu"] is None  # no bf16 peak is known for a CPU
-  assert paper["predicted"] == {"error": "no --target names cpu"}
+  reports = report["reports_step"]
+  assert reports["devices"].startswith("2 x ") and reports["tokens_per_s"] > 0
+  assert reports["mfu"] is None  # no bf16 peak is known for a CPU
+  assert reports["predicted"] == {"error": "no --target names cpu"}
   assert set(report["optimizer_step"]["trees"]["nano"]["optimizers"]) == {"adamw", "ladm", "lamvs"}
   text = out.read_text()
-  for heading in ("default command in bfloat16", "The paper step", "Optimizer step"):
+  for heading in ("default command in bfloat16", "The reports' step", "Optimizer step"):
     assert heading in text

@@ -84,6 +84,7 @@ class Checkpoints:
   `<workdir>/checkpoints`, or a sweep's)."""
 
   def __init__(self, directory: str | os.PathLike, keep: int):
+    self.directory = pathlib.Path(directory)
     self.manager = ocp.CheckpointManager(
         pathlib.Path(directory).absolute(),
         options=ocp.CheckpointManagerOptions(

@@ -202,19 +202,19 @@ def fields_of(*kinds: str) -> frozenset[str]:
 # length (1024) and the step budget (10k) are not given per report and are
 # our choice. bfloat16 compute and rematerialised layers make the step fit
 # 8 devices of 60 GiB (results/memory.md).
-PAPER_SETUP = dict(config="qwen3-134m", data="fineweb", batch_size=512, seq_len=1024,
+REPORTS_SETUP = dict(config="qwen3-134m", data="fineweb", batch_size=512, seq_len=1024,
                    steps=10_000, warmup=800, schedule="cosine", eval_every=500,
                    checkpoint_every=500, eval_batches=8, dtype="bfloat16", remat=True)
 PRESETS: dict[str, dict[str, Any]] = {
-    "lamvs-paper": dict(PAPER_SETUP, optimizer="lamvs", lr=8e-4,
+    "lamvs-paper": dict(REPORTS_SETUP, optimizer="lamvs", lr=8e-4,
                         opt=dict(weight_decay=0.1)),
-    "ladm-paper": dict(PAPER_SETUP, optimizer="ladm", lr=8e-4,
+    "ladm-paper": dict(REPORTS_SETUP, optimizer="ladm", lr=8e-4,
                        opt=dict(weight_decay=0.1, alpha_warmup_steps=500)),
-    "aovs-paper": dict(PAPER_SETUP, optimizer="aovs", lr=8e-4,
+    "aovs-paper": dict(REPORTS_SETUP, optimizer="aovs", lr=8e-4,
                        opt=dict(weight_decay=0.1)),
-    "lamo-paper": dict(PAPER_SETUP, optimizer="lamo", lr=1e-4,
+    "lamo-paper": dict(REPORTS_SETUP, optimizer="lamo", lr=1e-4,
                        opt=dict(weight_decay=0.1)),
-    "malao-paper": dict(PAPER_SETUP, optimizer="malao", lr=3e-4,
+    "malao-paper": dict(REPORTS_SETUP, optimizer="malao", lr=3e-4,
                         opt=dict(weight_decay=0.1)),
 }
 

@@ -145,3 +145,9 @@ def load_split(name: str, split: str, data_dir: str | os.PathLike,
   if len(source) == 0:
     raise ValueError(f"dataset {name} is empty: its {split} split has no documents")
   return source
+
+
+def document_text(example) -> str:
+  """The text of a document of any corpus (TFDS gives it as bytes)."""
+  text = example["text"]
+  return text.decode("utf-8") if isinstance(text, bytes) else text

@@ -1,5 +1,5 @@
-"""Text data: a corpus of `train.corpora`, a BPE tokenizer, token shards
-written by worker processes, and deterministic per-host batches of windows
+"""Text data: a corpus of `train.corpora`, its tokenizer (`train.tokenizer`),
+token shards written by worker processes, and deterministic per-host batches of windows
 read from them memory-mapped.
 
   python -m train.data --data fineweb --data-dir DIR --cache-dir DIR --seq-len T
@@ -46,18 +46,16 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 import tqdm
 
 from train import corpora, files
 from train.corpora import BUILDERS, load_split
+from train.tokenizer import EOS, get_tokenizer
 
 if TYPE_CHECKING:
   from train.config import TrainConfig
 
-EOS = "<|endoftext|>"
-# The BPE's training sample: the first 64 MiB of the train split's text.
-BPE_SAMPLE_BYTES = 64 << 20
 DOCUMENTS_PER_SHARD = 1024
 MANIFEST = "manifest.json"
 
@@ -66,48 +64,6 @@ def default_cache_dir() -> str:
   """`$TFDS_DATA_DIR`, else TFDS's own default `~/tensorflow_datasets`."""
   return os.environ.get("TFDS_DATA_DIR",
                         os.path.join(os.path.expanduser("~"), "tensorflow_datasets"))
-
-
-def _text(example) -> str:
-  text = example["text"]
-  return text.decode("utf-8") if isinstance(text, bytes) else text
-
-
-def _sample(source, max_bytes: int) -> Iterator[str]:
-  """The split's first documents, up to `max_bytes` of UTF-8 text."""
-  total = 0
-  for i in range(len(source)):
-    text = _text(source[i])
-    total += len(text.encode())
-    if total > max_bytes and i:
-      return
-    yield text
-
-
-def train_tokenizer(texts, vocab_size: int) -> Tokenizer:
-  """A byte-level BPE with `EOS` as its one special token."""
-  tokenizer = Tokenizer(models.BPE())
-  tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-  tokenizer.decoder = decoders.ByteLevel()
-  trainer = trainers.BpeTrainer(
-      vocab_size=vocab_size, special_tokens=[EOS],
-      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-  tokenizer.train_from_iterator(texts, trainer)
-  return tokenizer
-
-
-def get_tokenizer(source, vocab_size: int, cache_path: pathlib.Path,
-                  tokenizer_file: str | os.PathLike | None = None) -> Tokenizer:
-  """A local `tokenizer.json`, or a BPE trained on the first
-  `BPE_SAMPLE_BYTES` of `source` and cached."""
-  if tokenizer_file is not None:
-    if not pathlib.Path(tokenizer_file).is_file():
-      raise ValueError(f"tokenizer file {tokenizer_file} does not exist")
-    return Tokenizer.from_file(os.fspath(tokenizer_file))
-  if not cache_path.is_file():
-    tokenizer = train_tokenizer(_sample(source, BPE_SAMPLE_BYTES), vocab_size)
-    files.write_atomically(cache_path, lambda tmp: tokenizer.save(os.fspath(tmp)))
-  return Tokenizer.from_file(os.fspath(cache_path))
 
 
 def _token_dtype(tokenizer: Tokenizer) -> np.dtype:
@@ -139,7 +95,8 @@ def _tokenize_shard(job: tuple[int, int, int]) -> tuple[int, int]:
   index, start, stop = job
   source, tokenizer = _WORKER["source"], _WORKER["tokenizer"]
   eos = tokenizer.token_to_id(EOS)
-  encodings = tokenizer.encode_batch([_text(source[i]) for i in range(start, stop)])
+  encodings = tokenizer.encode_batch(
+      [corpora.document_text(source[i]) for i in range(start, stop)])
   tokens = np.concatenate([np.asarray(e.ids + [eos], _token_dtype(tokenizer))
                            for e in encodings])
 

@@ -39,7 +39,7 @@ class TrainState(NamedTuple):
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
   """A 1-D mesh over `devices`, by default every device of every process
-  (compile-only devices of another machine's chips, see `train.accelerators`)."""
+  (compile-only devices of another machine's chips, see `train.hardware.accelerators`)."""
   devices = jax.devices() if devices is None else devices
   return jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices,
                        axis_types=(jax.sharding.AxisType.Auto,))

@@ -14,6 +14,7 @@ import os
 import pathlib
 import sys
 import time
+from typing import Any
 
 import grain
 import jax
@@ -153,15 +154,8 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
   is_main = jax.process_index() == 0
 
   start_time = time.perf_counter()
-  model_config = config.model_config
   tokenizer, windows, _ = data.prepare_for(config, is_main and config.progress)
-  seeds = [c.seed for c in configs]
-  # Runs that share a seed share a data order: one iterator serves them all.
-  iterators = {seed: iter(data.batches(
-      windows["train"], config.batch_size, seed, jax.process_index(),
-      jax.process_count()).to_iter_dataset(
-          grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)))
-               for seed in sorted(set(seeds))}
+  iterators = _data_iterators(windows["train"], configs)
   trainer = step.Trainer(configs)
   if is_main:
     log.info("parameter labels and LR multipliers of %s:\n%s", config.optimizer,
@@ -176,16 +170,7 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
     checkpoint.record_sweep(sweep_dir, list(configs))
   checkpoint_dir = (sweep_dir or pathlib.Path(config.workdir)) / "checkpoints"
   checkpoints = checkpoint.Checkpoints(checkpoint_dir, config.keep_checkpoints)
-  first = checkpoints.latest_step()
-  if first is None:
-    first = 0
-    state = trainer.init(hf.load_hf_params(model_config, config.init_from)
-                         if config.init_from else None)
-  else:
-    state, data_state = checkpoints.restore(first, trainer.abstract_state)
-    for seed, iterator in iterators.items():
-      iterator.set_state(data_state[str(seed)])
-    log.info("resuming from %s step %d", checkpoint_dir, first)
+  state, first = _initial_state(config, trainer, checkpoints, iterators)
   logs = [metrics.MetricsLog(pathlib.Path(c.workdir) / "metrics.jsonl") for c in configs]
   if is_main:
     for log_file in logs:
@@ -194,62 +179,9 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
   bar = tqdm.tqdm(total=config.steps, initial=first, unit="step", disable=not (
       is_main and config.progress))
   try:
-    val_loss = None
-    last_time, last_step = time.perf_counter(), first
-    i = first
-    if on_step is not None:
-      on_step(i)
-    profile, profiling = config.profile_range, False
-    while i < config.steps:
-      if profile and i == profile[0] and is_main:  # (a run resumed past A has no trace)
-        jax.profiler.start_trace(str(pathlib.Path(config.workdir) / "profile"),
-                                 create_perfetto_trace=True)
-        profiling = True
-      n = steps_to_next_report(i, config)
-      chunk = []
-      for _ in range(n):
-        rows = {seed: next(iterator) for seed, iterator in iterators.items()}
-        chunk.append([rows[c.seed] for c in configs])
-      state, out = trainer.train_steps(state, trainer.global_batch(np.asarray(chunk)))
-      if i == first:
-        jax.block_until_ready(out)
-        bar.write(f"time to first step: {time.perf_counter() - start_time:.1f} s (data "
-                  f"and setup {setup_time:.1f} s, compile and {n} steps "
-                  f"{time.perf_counter() - start_time - setup_time:.1f} s)", file=sys.stderr)
-      i += n
-      if profiling and i == profile[1]:
-        jax.block_until_ready(state)
-        jax.profiler.stop_trace()
-        profiling = False
-        bar.write(f"profile of steps {profile[0] + 1}-{profile[1]}: "
-                  f"{pathlib.Path(config.workdir) / 'profile'}", file=sys.stderr)
-      evaluate = i == config.steps or (config.eval_every and i % config.eval_every == 0)
-      if evaluate or i % config.log_every == 0:
-        losses = np.asarray(out["loss"][-1])  # waits for the steps
-        step_time = (time.perf_counter() - last_time) / (i - last_step)
-        if evaluate:
-          val_loss = trainer.evaluate(state.params, val_batches)
-        for k, c in enumerate(configs):
-          record = {"step": i, "train_loss": float(losses[k]),
-                    "lr": float(out["lr"][-1][k]),
-                    "tokens": i * c.tokens_per_step, "step_time_s": step_time,
-                    "tokens_per_s": c.tokens_per_step / step_time,
-                    "nonfinite_steps": int(out["nonfinite_steps"][-1][k]),
-                    **{name: float(value[-1][k])
-                       for name, value in out["components"].items()}}
-          if evaluate:
-            record["val_loss"] = float(val_loss[k])
-          if is_main:
-            logs[k].write(record)
-        bar.set_postfix(loss=f"{losses.mean():.3f}",
-                        tok_s=f"{len(configs) * config.tokens_per_step / step_time:.0f}")
-        last_time, last_step = time.perf_counter(), i
-      if i % config.checkpoint_every == 0 or i == config.steps:
-        checkpoints.save(i, state, {str(seed): iterator.get_state()
-                                    for seed, iterator in iterators.items()})
-      bar.update(n)
-      if on_step is not None:
-        on_step(i)
+    state, val_loss = _train_loop(configs, trainer, state, first, iterators, val_batches,
+                                  checkpoints, logs if is_main else None, bar, on_step,
+                                  (start_time, setup_time))
   except KeyboardInterrupt:
     checkpoints.close()  # an async save in flight completes; none is left half-written
     raise Interrupted(checkpoints.latest_step() or 0) from None
@@ -263,15 +195,132 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
     val_loss = trainer.evaluate(state.params, val_batches)
   if is_main:
     for k, c in enumerate(configs):
-      logs[k].write({"event": "done", "step": c.steps, "val_loss": float(val_loss[k]),
-                     "tokens": c.steps * c.tokens_per_step})
-      metrics.plot(logs[k].records(), pathlib.Path(c.workdir) / "loss_curve.png",
-                   f"{c.config} / {c.optimizer}, lr {c.lr:g}, seed {c.seed}")
-      log.info("done: validation loss %.4f after %d steps (%s tokens) in %.0f s; "
-               "%s holds metrics.jsonl, TensorBoard events, loss_curve.png, checkpoints/",
-               val_loss[k], c.steps, f"{c.steps * c.tokens_per_step:,}",
-               time.perf_counter() - start_time, c.workdir)
+      _finish(c, logs[k], float(val_loss[k]), time.perf_counter() - start_time)
   return [pathlib.Path(c.workdir) for c in configs]
+
+
+def _data_iterators(windows, configs: Sequence[TrainConfig]) -> dict[int, Any]:
+  """This process's batch iterator per seed: runs that share a seed share a
+  data order, so one iterator serves them all."""
+  config = configs[0]
+  return {seed: iter(data.batches(
+      windows, config.batch_size, seed, jax.process_index(),
+      jax.process_count()).to_iter_dataset(
+          grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)))
+          for seed in sorted({c.seed for c in configs})}
+
+
+def _initial_state(config: TrainConfig, trainer: step.Trainer,
+                   checkpoints: checkpoint.Checkpoints, iterators: dict[int, Any]):
+  """The state to start from and its step: the latest checkpoint's (the
+  iterators moved to where it stood), else a fresh or `--init-from` one."""
+  first = checkpoints.latest_step()
+  if first is None:
+    return trainer.init(hf.load_hf_params(config.model_config, config.init_from)
+                        if config.init_from else None), 0
+  state, data_state = checkpoints.restore(first, trainer.abstract_state)
+  for seed, iterator in iterators.items():
+    iterator.set_state(data_state[str(seed)])
+  log.info("resuming from %s step %d", checkpoints.directory, first)
+  return state, first
+
+
+def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoints,
+                logs, bar, on_step, times):
+  """Steps from `first` to the last, logging (to `logs`, the main process's
+  metrics files, or None), evaluating and checkpointing on the way; returns
+  the final state and the last validation losses (None if none was due)."""
+  config = configs[0]
+  start_time, setup_time = times
+  val_loss = None
+  last_time, last_step = time.perf_counter(), first
+  i = first
+  if on_step is not None:
+    on_step(i)
+  profile = _Profile(config, enabled=logs is not None)
+  while i < config.steps:
+    profile.before(i)
+    n = steps_to_next_report(i, config)
+    chunk = []
+    for _ in range(n):
+      rows = {seed: next(iterator) for seed, iterator in iterators.items()}
+      chunk.append([rows[c.seed] for c in configs])
+    state, out = trainer.train_steps(state, trainer.global_batch(np.asarray(chunk)))
+    if i == first:
+      jax.block_until_ready(out)
+      bar.write(f"time to first step: {time.perf_counter() - start_time:.1f} s (data "
+                f"and setup {setup_time:.1f} s, compile and {n} steps "
+                f"{time.perf_counter() - start_time - setup_time:.1f} s)", file=sys.stderr)
+    i += n
+    profile.after(i, state, bar)
+    evaluate = i == config.steps or (config.eval_every and i % config.eval_every == 0)
+    if evaluate or i % config.log_every == 0:
+      losses = np.asarray(out["loss"][-1])  # waits for the steps
+      step_time = (time.perf_counter() - last_time) / (i - last_step)
+      if evaluate:
+        val_loss = trainer.evaluate(state.params, val_batches)
+      if logs is not None:
+        for k, c in enumerate(configs):
+          logs[k].write(_record(c, i, k, out, step_time, val_loss if evaluate else None))
+      bar.set_postfix(loss=f"{losses.mean():.3f}",
+                      tok_s=f"{len(configs) * config.tokens_per_step / step_time:.0f}")
+      last_time, last_step = time.perf_counter(), i
+    if i % config.checkpoint_every == 0 or i == config.steps:
+      checkpoints.save(i, state, {str(seed): iterator.get_state()
+                                  for seed, iterator in iterators.items()})
+    bar.update(n)
+    if on_step is not None:
+      on_step(i)
+  return state, val_loss
+
+
+def _record(c: TrainConfig, i: int, k: int, out: dict[str, Any], step_time: float,
+            val_loss) -> dict[str, Any]:
+  """The metrics.jsonl line of run `k` (config `c`) at step `i`."""
+  record = {"step": i, "train_loss": float(out["loss"][-1][k]),
+            "lr": float(out["lr"][-1][k]),
+            "tokens": i * c.tokens_per_step, "step_time_s": step_time,
+            "tokens_per_s": c.tokens_per_step / step_time,
+            "nonfinite_steps": int(out["nonfinite_steps"][-1][k]),
+            **{name: float(value[-1][k]) for name, value in out["components"].items()}}
+  if val_loss is not None:
+    record["val_loss"] = float(val_loss[k])
+  return record
+
+
+class _Profile:
+  """`--profile-steps A:B`: a jax.profiler trace of steps A+1 to B, on the
+  main process (a run resumed past A has no trace)."""
+
+  def __init__(self, config: TrainConfig, enabled: bool):
+    self.range = config.profile_range if enabled else None
+    self.directory = pathlib.Path(config.workdir) / "profile"
+    self.active = False
+
+  def before(self, i: int) -> None:
+    if self.range and i == self.range[0]:
+      jax.profiler.start_trace(str(self.directory), create_perfetto_trace=True)
+      self.active = True
+
+  def after(self, i: int, state: Any, bar: tqdm.tqdm) -> None:
+    if self.active and i == self.range[1]:
+      jax.block_until_ready(state)
+      jax.profiler.stop_trace()
+      self.active = False
+      bar.write(f"profile of steps {self.range[0] + 1}-{self.range[1]}: {self.directory}",
+                file=sys.stderr)
+
+
+def _finish(c: TrainConfig, log_file: metrics.MetricsLog, val_loss: float,
+            elapsed: float) -> None:
+  """A finished run's last metrics line, its loss plot and its closing log."""
+  log_file.write({"event": "done", "step": c.steps, "val_loss": val_loss,
+                  "tokens": c.steps * c.tokens_per_step})
+  metrics.plot(log_file.records(), pathlib.Path(c.workdir) / "loss_curve.png",
+               f"{c.config} / {c.optimizer}, lr {c.lr:g}, seed {c.seed}")
+  log.info("done: validation loss %.4f after %d steps (%s tokens) in %.0f s; "
+           "%s holds metrics.jsonl, TensorBoard events, loss_curve.png, checkpoints/",
+           val_loss, c.steps, f"{c.steps * c.tokens_per_step:,}", elapsed, c.workdir)
 
 
 class Interrupted(Exception):

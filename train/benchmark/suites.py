@@ -14,8 +14,8 @@ import pathlib
 from typing import Any
 
 from layeropt_jax import LADM_SCALES, MALAO_SCALES, UNIT_SCALES
-from train.benchmark.methods import METHODS
-from train.config import PAPER_SETUP, PLACEMENT, TrainConfig, fields_of
+from train.benchmark.methods import METHODS, Method
+from train.config import REPORTS_SETUP, PLACEMENT, TrainConfig, fields_of
 from train.corpora import BUILDERS
 
 
@@ -158,9 +158,12 @@ class Suite:
     return dataclasses.replace(config, workdir=str(runs_dir / self.name / run_hash(config)))
 
 
-def _methods(paper: bool = False) -> tuple[Variant, ...]:
-  return tuple(Variant(m.name, m.name, center_lr=m.paper_lr if paper else m.center_lr)
-               for m in METHODS)
+def variants_of(methods: tuple[Method, ...] = METHODS,
+                reports_setup: bool = False) -> tuple[Variant, ...]:
+  """The suite rows of `methods`, their grids centred on `center_lr`, or on
+  `reports_lr` in the reports' setup."""
+  return tuple(Variant(m.name, m.name, center_lr=m.reports_lr if reports_setup else m.center_lr)
+               for m in methods)
 
 
 ABLATIONS = (
@@ -185,7 +188,7 @@ SUITES = {
         train=dict(config="nano", data="python_stdlib", batch_size=16, seq_len=128,
                    steps=2000, warmup=200, schedule="cosine", final_lr_fraction=0.1,
                    eval_every=200, eval_batches=32, log_every=50, checkpoint_every=500),
-        methods=_methods(), ablations=ABLATIONS, data_multiples=(0.25, 0.5, 1.0, 2.0, 4.0),
+        methods=variants_of(), ablations=ABLATIONS, data_multiples=(0.25, 0.5, 1.0, 2.0, 4.0),
         # 0.25x is 500 steps, 50 of them warm-up: still in the early transient.
         data_fit_from=0.5, previous=NANO_V1,
         description="nano Qwen3 (1.05M parameters, vocabulary 2048) on the Python "
@@ -236,13 +239,13 @@ SUITES = {
         train=dict(config="small", data="python_stdlib", batch_size=32, seq_len=256,
                    steps=4000, warmup=400, schedule="cosine", final_lr_fraction=0.1,
                    eval_every=500, eval_batches=16, log_every=50, checkpoint_every=500),
-        methods=_methods(), ablations=ABLATIONS,
+        methods=variants_of(), ablations=ABLATIONS,
         description="small Qwen3 (about 19M parameters) on the Python standard library, "
                     "4000 steps of 32 x 256 tokens (33M tokens)"),
     "paper": Suite(
         "paper",
-        train=dict(PAPER_SETUP, final_lr_fraction=0.1, log_every=50),
-        methods=_methods(paper=True), ablations=ABLATIONS,
+        train=dict(REPORTS_SETUP, final_lr_fraction=0.1, log_every=50),
+        methods=variants_of(reports_setup=True), ablations=ABLATIONS,
         description="the reports' setup: Qwen3 134M on FineWeb, batch 512 x 1024 "
                     "tokens, 10k steps (5.2B tokens), warm-up 800, grids centred on "
                     "the reports' learning rates"),

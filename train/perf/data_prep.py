@@ -25,8 +25,7 @@ import sys
 import threading
 import time
 
-from train import files
-from train import provenance
+from train import files, markdown, provenance
 from train.perf import synthetic_fineweb
 
 VOCAB, SEQ_LEN = 2048, 128  # the nano model's vocabulary and the default sequence
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
   report = provenance.write_results(pathlib.Path(args.out) / "data.json", "train.perf.data_prep",
                                    argv, {"vocab_size": VOCAB, "seq_len": SEQ_LEN,
                                           "train_flags": TRAIN_FLAGS, "rows": rows})
-  files.write_atomically(pathlib.Path(args.out) / "data.md", markdown(report))
+  files.write_atomically(pathlib.Path(args.out) / "data.md", results_markdown(report))
   print(f"wrote {pathlib.Path(args.out) / 'data.md'}")
 
 
@@ -148,7 +147,7 @@ def _gib(x: float) -> str:
   return f"{x / 2**30:.2f}"
 
 
-def markdown(report: dict) -> str:
+def results_markdown(report: dict) -> str:
   machine = report["machine"]
   prep = [r for r in report["rows"] if not r.get("training")]
   training = [r for r in report["rows"] if r.get("training")]
@@ -160,36 +159,35 @@ def markdown(report: dict) -> str:
       f"by `python -m train.data` from an empty cache (BPE of {report['vocab_size']} tokens "
       f"trained on the first 64 MiB, then token shards); one worker is held to one thread. "
       "Peak RSS: the whole process tree's (the workers included), sampled every 20 ms.", "",
-      "| text (GB) | workers | documents | tokens | shards | wall (s) | tokens/s | "
-      "tokens/s per worker | peak RSS, tree (GiB) | peak RSS, main process (GiB) |",
-      "|---|---|---|---|---|---|---|---|---|---|"]
-  for r in prep:
-    lines.append(
-        f"| {r['gigabytes']:g} | {r['workers']} | {r['documents']:,} | {r['tokens']:,} | "
-        f"{r['shards']} | {r['seconds']:.0f} | {r['tokens_per_s']:,.0f} | "
-        f"{r['tokens_per_s_per_worker']:,.0f} | {_gib(r['peak_rss_tree'])} | "
-        f"{_gib(r['peak_rss_main'])} |")
+      *markdown.table(
+          ["text (GB)", "workers", "documents", "tokens", "shards", "wall (s)", "tokens/s",
+           "tokens/s per worker", "peak RSS, tree (GiB)", "peak RSS, main process (GiB)"],
+          ([f"{r['gigabytes']:g}", r["workers"], f"{r['documents']:,}", f"{r['tokens']:,}",
+            r["shards"], f"{r['seconds']:.0f}", f"{r['tokens_per_s']:,.0f}",
+            f"{r['tokens_per_s_per_worker']:,.0f}", _gib(r["peak_rss_tree"]),
+            _gib(r["peak_rss_main"])] for r in prep))]
   by = {(r["gigabytes"], r["workers"]): r for r in prep}
   sizes = sorted({r["gigabytes"] for r in prep})
   workers = sorted({r["workers"] for r in prep})
-  lines += ["", "| check | value |", "|---|---|"]
+  checks = []
   small, large = sizes[0], sizes[-1]
   for n in workers:
     if (small, n) in by and (large, n) in by:
       ratio = by[large, n]["peak_rss_tree"] / by[small, n]["peak_rss_tree"]
-      lines.append(f"| peak RSS, {large:g} GB / {small:g} GB, {n} worker(s) (target <= 1.3, "
-                   f"and {large:g} GB under 2 GiB: {_gib(by[large, n]['peak_rss_tree'])}) "
-                   f"| {ratio:.2f} |")
+      checks.append([f"peak RSS, {large:g} GB / {small:g} GB, {n} worker(s) (target <= 1.3, "
+                     f"and {large:g} GB under 2 GiB: {_gib(by[large, n]['peak_rss_tree'])})",
+                     f"{ratio:.2f}"])
   for size in sizes:
     if (size, workers[0]) in by and (size, workers[-1]) in by and workers[0] != workers[-1]:
       speedup = by[size, workers[-1]]["tokens_per_s"] / by[size, workers[0]]["tokens_per_s"]
-      lines.append(f"| tokens/s, {workers[-1]} workers / {workers[0]}, {size:g} GB "
-                   f"(target >= 1.6 on 2 cores) | {speedup:.2f} |")
+      checks.append([f"tokens/s, {workers[-1]} workers / {workers[0]}, {size:g} GB "
+                     "(target >= 1.6 on 2 cores)", f"{speedup:.2f}"])
   if len(training) >= 2:
     t = {r["gigabytes"]: r for r in training}
-    lines.append(f"| training peak RSS, {large:g} GB / {small:g} GB (target <= 1.2; "
-                 f"{_gib(t[small]['peak_rss_tree'])} and {_gib(t[large]['peak_rss_tree'])} "
-                 f"GiB) | {t[large]['peak_rss_tree'] / t[small]['peak_rss_tree']:.2f} |")
+    checks.append([f"training peak RSS, {large:g} GB / {small:g} GB (target <= 1.2; "
+                   f"{_gib(t[small]['peak_rss_tree'])} and {_gib(t[large]['peak_rss_tree'])} "
+                   "GiB)", f"{t[large]['peak_rss_tree'] / t[small]['peak_rss_tree']:.2f}"])
+  lines += ["", *markdown.table(["check", "value"], checks)]
   lines += ["", f"Training: `python -m train.train --data fineweb {' '.join(report['train_flags'])}` "
             "on each prepared cache (its windows memory-mapped from the token shards)."]
   return "\n".join(lines) + "\n"

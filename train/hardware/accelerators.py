@@ -1,7 +1,7 @@
 """The chips users train on, and their devices on a machine that has none.
 
 `CHIPS` is the one table of each chip's memory and dense bfloat16 peak (the
-vendors' datasheets), read by `train.memory` and `train.device_check`.
+vendors' datasheets), read by `train.hardware.memory` and `train.hardware.device_check`.
 
 `target_devices` returns compile-only devices of a TPU slice or of NVIDIA
 GPUs: XLA compiles a step for them on this CPU (JAX's ahead-of-time

@@ -1,7 +1,10 @@
-"""Writes results/perf.md and results/perf.json from the two benchmarks' outputs.
+"""Writes results/perf.md and results/perf.json from the four performance
+benchmarks' outputs (optimizer step, trainer step, state memory, metrics
+overhead).
 
   python -m train.perf.optimizer_step && python -m train.perf.trainer_step \
-      && python -m train.perf.report
+      && python -m train.perf.state_memory && python -m train.perf.metrics_overhead \
+      && python -m train.perf.results
 """
 
 from __future__ import annotations
@@ -9,14 +12,14 @@ from __future__ import annotations
 import json
 import pathlib
 
-from train import files
+from train import files, markdown
 from train.benchmark.methods import BY_NAME
 
 RESULTS = pathlib.Path("results")
 TARGET_TREE = "qwen3-134m"  # the targets are set on the reports' model size
 REGENERATE = ("python -m train.perf.optimizer_step && python -m train.perf.trainer_step "
               "&& python -m train.perf.state_memory && python -m train.perf.metrics_overhead "
-              "&& python -m train.perf.report")
+              "&& python -m train.perf.results")
 
 
 def _mark(ok: bool) -> str:
@@ -30,38 +33,39 @@ def optimizer_section(report: dict) -> list[str]:
         f"### `{tree}` tree ({result['params']:,} parameters)", "",
         f"Streaming kernel (`y = a*x + b`, jitted, donated): "
         f"{result['stream_bytes_per_s'] / 1e9:.1f} GB/s.", "",
-        "| optimizer | step time / optax.adamw | target | bytes/s vs stream | "
-        "state bytes/param | XLA temp / param buffer |",
-        "|---|---|---|---|---|---|"]
-    for name, r in result["optimizers"].items():
-      target = BY_NAME[name].step_time_target if tree == TARGET_TREE else None
-      if target is None:
-        goal = "-"
-      elif target[0] == "adamw":
-        goal = f"<= {target[1]}: {_mark(r['time_ratio_vs_adamw'] <= target[1])}"
-      else:
-        ratio = r[f"time_ratio_vs_{target[0]}"]
-        goal = f"<= {target[1]:.2f} x {target[0]}: {ratio:.2f} ({_mark(ratio <= target[1])})"
-      temp = r["temp_bytes_over_param_buffer"]
-      lines.append(
-          f"| {name} | {r['time_ratio_vs_adamw']:.2f} | {goal} | "
-          f"{r['fraction_of_stream_bandwidth']:.0%} | {r['state_bytes_per_param']:.2f} | "
-          f"{'-' if temp is None else f'{temp:.2f}'} |")
+        *markdown.table(["optimizer", "step time / optax.adamw", "target", "bytes/s vs stream",
+                         "state bytes/param", "XLA temp / param buffer"],
+                        (_optimizer_row(name, r, tree)
+                         for name, r in result["optimizers"].items()))]
     lines.append("")
   return lines
+
+
+def _optimizer_row(name: str, r: dict, tree: str) -> list[str]:
+  target = BY_NAME[name].step_time_target if tree == TARGET_TREE else None
+  if target is None:
+    goal = "-"
+  elif target[0] == "adamw":
+    goal = f"<= {target[1]}: {_mark(r['time_ratio_vs_adamw'] <= target[1])}"
+  else:
+    ratio = r[f"time_ratio_vs_{target[0]}"]
+    goal = f"<= {target[1]:.2f} x {target[0]}: {ratio:.2f} ({_mark(ratio <= target[1])})"
+  return [name, f"{r['time_ratio_vs_adamw']:.2f}", goal,
+          f"{r['fraction_of_stream_bandwidth']:.0%}", f"{r['state_bytes_per_param']:.2f}",
+          markdown.number(r["temp_bytes_over_param_buffer"], ".2f")]
 
 
 def trainer_section(report: dict) -> list[str]:
   peak = report["matmul_flops_per_s"]
   lines = [f"Command: `{report['command']}`", "",
            f"Dense float32 matmul (jitted 2048^3, best of 5): {peak / 1e9:.0f} GFLOP/s.", "",
-           "| config | batch x seq | tokens/s | PyTorch tokens/s | speedup (target >= 1.3 on small) "
-           "| FLOP/s | of matmul peak (target >= 50%) |", "|---|---|---|---|---|---|---|"]
-  for name, r in report["trainer"].items():
-    lines.append(
-        f"| {name} | {r['batch']} x {r['seq_len']} | {r['tokens_per_s']:.0f} | "
-        f"{r['torch_tokens_per_s']:.0f} | {r['speedup_vs_torch']:.2f} | "
-        f"{r['flops_per_s'] / 1e9:.0f} G | {r['fraction_of_matmul_peak']:.0%} |")
+           *markdown.table(
+               ["config", "batch x seq", "tokens/s", "PyTorch tokens/s",
+                "speedup (target >= 1.3 on small)", "FLOP/s", "of matmul peak (target >= 50%)"],
+               ([name, f"{r['batch']} x {r['seq_len']}", f"{r['tokens_per_s']:.0f}",
+                 f"{r['torch_tokens_per_s']:.0f}", f"{r['speedup_vs_torch']:.2f}",
+                 f"{r['flops_per_s'] / 1e9:.0f} G", f"{r['fraction_of_matmul_peak']:.0%}"]
+                for name, r in report["trainer"].items()))]
   sweep = report.get("sweep")
   if sweep:
     lines += ["", f"Sweep: {sweep['runs']} nano runs of {sweep['steps']} steps in one program "
@@ -80,13 +84,11 @@ def state_memory_section(report: dict) -> list[str]:
       "state is exact (`jax.eval_shape` of `init`); the step's temporaries are "
       "XLA's `memory_analysis` of the compiled CPU step. A step's peak is "
       "parameters + gradients + state + temporaries.", "",
-      "| optimizer | " + " | ".join(f"state, {s}" for s in settings) + " | "
-      + " | ".join(f"temp, {s}" for s in settings) + " |",
-      "|---|" + "---|" * (2 * len(settings))]
-  for name, r in report["optimizers"].items():
-    lines.append(f"| {name} | " + " | ".join(
-        cell(r.get(s), "state_bytes_per_param") for s in settings) + " | " + " | ".join(
-        cell(r.get(s), "temp_bytes_per_param") for s in settings) + " |")
+      *markdown.table(
+          ["optimizer", *(f"state, {s}" for s in settings), *(f"temp, {s}" for s in settings)],
+          ([name, *(cell(r.get(s), "state_bytes_per_param") for s in settings),
+            *(cell(r.get(s), "temp_bytes_per_param") for s in settings)]
+           for name, r in report["optimizers"].items()))]
   return lines
 
 
@@ -96,14 +98,14 @@ def metrics_overhead_section(report: dict) -> list[str]:
       f"{report['machine']['cpus']} cores). The trainer's step (AdamW, float32, one "
       "run, 10 steps per call) with `with_component_metrics` over the same step "
       "without, timed interleaved; median of the per-repetition ratios.", "",
-      "| config | batch x seq | step time with / without | target <= 1.03 | "
-      "per-repetition ratios | XLA FLOPs with / without | XLA bytes accessed with / without |",
-      "|---|---|---|---|---|---|---|"]
-  for name, r in report["configs"].items():
-    lines.append(
-        f"| {name} | {r['batch']} x {r['seq_len']} | {r['time_ratio']:.3f} | "
-        f"{_mark(r['time_ratio'] <= 1.03)} | {' '.join(f'{x:.2f}' for x in r['ratios'])} | "
-        f"{r['flops_ratio']:.4f} | {r['bytes_accessed_ratio']:.4f} |")
+      *markdown.table(
+          ["config", "batch x seq", "step time with / without", "target <= 1.03",
+           "per-repetition ratios", "XLA FLOPs with / without",
+           "XLA bytes accessed with / without"],
+          ([name, f"{r['batch']} x {r['seq_len']}", f"{r['time_ratio']:.3f}",
+            _mark(r["time_ratio"] <= 1.03), " ".join(f"{x:.2f}" for x in r["ratios"]),
+            f"{r['flops_ratio']:.4f}", f"{r['bytes_accessed_ratio']:.4f}"]
+           for name, r in report["configs"].items()))]
   return lines
 
 

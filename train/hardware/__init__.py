@@ -1,0 +1,5 @@
+"""Tools for the hardware a run may go to, apart from the trainer: the chips
+(`accelerators`), the train step's memory compiled for them (`memory`,
+`memory_results`) and the one prepared script for a machine with an
+accelerator (`device_check`). They depend on the trainer, never the reverse.
+"""
