@@ -1,7 +1,7 @@
 """The baselines, as optax implements them, with the benchmark's settings.
 
 Each function binds the defaults of the methods' documentation
-(docs/methods.md) to optax's own optimizer and applies decoupled weight decay
+(docs/methods.rst) to optax's own optimizer and applies decoupled weight decay
 to tensors with ndim >= 2 only, as every method of the library does.
 **(choice)** Weight decay is 0.1 for every baseline, the reports' AdamW value;
 optax's other defaults are kept. The library's dtype convention holds here

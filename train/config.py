@@ -1,4 +1,4 @@
-"""The trainer's configuration as data: one dataclass, the report presets, the CLI.
+"""The trainer's configuration as data: one dataclass, the reports' presets, the CLI.
 
 Every field of `TrainConfig` is a flag (`batch_size` is `--batch-size`) with
 its doc line as help. A preset fills fields first and explicit flags override

@@ -49,6 +49,16 @@ def stdlib_files(root: str | os.PathLike | None = None) -> list[pathlib.Path]:
                 and not _generated_codec_table(p))
 
 
+def _documents_info(builder, description: str, key: str, **metadata) -> tfds.core.DatasetInfo:
+  """The info of a corpus of documents, each its text and the `key` that
+  names it (a path, an id), with `metadata` recorded beside."""
+  return tfds.core.DatasetInfo(
+      builder=builder, description=description,
+      features=tfds.features.FeaturesDict(
+          {"text": tfds.features.Text(), key: tfds.features.Text()}),
+      metadata=tfds.core.MetadataDict(**metadata) if metadata else None)
+
+
 class PythonStdlib(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """The embedded default corpus: this Python's standard library sources."""
   VERSION = tfds.core.Version("2.0.0")
@@ -56,13 +66,8 @@ class PythonStdlib(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                             "for validation (was 5%); no generated codec tables."}
 
   def _info(self):
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description="CPython standard-library sources (Lib/, no tests).",
-        features=tfds.features.FeaturesDict(
-            {"text": tfds.features.Text(), "path": tfds.features.Text()}),
-        metadata=tfds.core.MetadataDict(python_version=sys.version.split()[0]),
-    )
+    return _documents_info(self, "CPython standard-library sources (Lib/, no tests).",
+                           "path", python_version=sys.version.split()[0])
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -97,12 +102,7 @@ class Fineweb(tfds.core.ShardBasedBuilder, skip_registration=True):
       "Put FineWeb parquet shards (columns text, id, ...) in the manual_dir.")
 
   def _info(self):
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description="FineWeb documents from local parquet shards.",
-        features=tfds.features.FeaturesDict(
-            {"text": tfds.features.Text(), "id": tfds.features.Text()}),
-    )
+    return _documents_info(self, "FineWeb documents from local parquet shards.", "id")
 
   def _shard_iterators_per_split(self, dl_manager):
     import pyarrow.parquet as pq

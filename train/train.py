@@ -134,14 +134,14 @@ def train_sweep(configs: Sequence[TrainConfig], sweep_dir: str | os.PathLike,
   return run(configs, pathlib.Path(sweep_dir), on_step)
 
 
-def steps_to_next_report(done: int, config: TrainConfig) -> int:
+def steps_to_next_event(done: int, config: TrainConfig) -> int:
   """How many steps the next call trains: up to the next step that logs,
   evaluates, checkpoints, starts or stops the profile or ends the run, and at
   most `steps_per_call`."""
   periods = [p for p in (config.log_every, config.eval_every, config.checkpoint_every) if p]
   profile = [s for s in config.profile_range or () if s > done]
-  next_report = min([config.steps, *profile] + [(done // p + 1) * p for p in periods])
-  return min(next_report - done, config.steps_per_call)
+  next_event = min([config.steps, *profile] + [(done // p + 1) * p for p in periods])
+  return min(next_event - done, config.steps_per_call)
 
 
 def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
@@ -240,7 +240,7 @@ def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoi
   profile = _Profile(config, enabled=logs is not None)
   while i < config.steps:
     profile.before(i)
-    n = steps_to_next_report(i, config)
+    n = steps_to_next_event(i, config)
     chunk = []
     for _ in range(n):
       rows = {seed: next(iterator) for seed, iterator in iterators.items()}

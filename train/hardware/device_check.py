@@ -131,9 +131,9 @@ def optimizer_steps(out: pathlib.Path, reduced: bool) -> dict:
   return json.loads(out.read_text())
 
 
-def results_markdown(report: dict) -> str:
-  d, p = report["default_command"], report["reports_step"]
-  tree_name, tree = next(iter(report["optimizer_step"]["trees"].items()))
+def results_markdown(results: dict) -> str:
+  d, p = results["default_command"], results["reports_step"]
+  tree_name, tree = next(iter(results["optimizer_step"]["trees"].items()))
   guess = p["predicted"]
   if "error" in guess:
     predicted = guess["error"]
@@ -145,8 +145,8 @@ def results_markdown(report: dict) -> str:
                  f"(`--target {guess['target']}`)")
   lines = [
       "# Device check", "",
-      f"Command: `{report['command']}`. Devices: {p['devices']}. Machine: "
-      f"{report['machine']['processor']} (jax {report['machine']['jax']}).", "",
+      f"Command: `{results['command']}`. Devices: {p['devices']}. Machine: "
+      f"{results['machine']['processor']} (jax {results['machine']['jax']}).", "",
       "## The README's default command in bfloat16", "",
       f"`python -m train.train {' '.join(DEFAULT_COMMAND)} --dtype bfloat16`: {d['steps']} "
       f"steps in {d['wall_s']:.0f} s (compilation included), {d['step_time_s'] * 1e3:.1f} "
@@ -185,9 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     results = {"default_command": default_command(tmp / "default", args.reduced),
                "reports_step": reports_step(args.reduced, 2 if args.reduced else args.steps),
                "optimizer_step": optimizer_steps(tmp / "optimizer_step.json", args.reduced)}
-  report = provenance.write_results(out.with_suffix(".json"), "train.device_check", argv,
+  results = provenance.write_results(out.with_suffix(".json"), "train.device_check", argv,
                                    results)
-  files.write_atomically(out, results_markdown(report))
+  files.write_atomically(out, results_markdown(results))
   print(f"wrote {out}")
 
 

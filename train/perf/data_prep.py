@@ -136,10 +136,10 @@ def main(argv: list[str] | None = None) -> None:
     rows.append({"gigabytes": size, "training": True,
                  **{k: v for k, v in trained.items() if k != "output"}})
     print(json.dumps(rows[-1]), flush=True)
-  report = provenance.write_results(pathlib.Path(args.out) / "data.json", "train.perf.data_prep",
+  results = provenance.write_results(pathlib.Path(args.out) / "data.json", "train.perf.data_prep",
                                    argv, {"vocab_size": VOCAB, "seq_len": SEQ_LEN,
                                           "train_flags": TRAIN_FLAGS, "rows": rows})
-  files.write_atomically(pathlib.Path(args.out) / "data.md", results_markdown(report))
+  files.write_atomically(pathlib.Path(args.out) / "data.md", results_markdown(results))
   print(f"wrote {pathlib.Path(args.out) / 'data.md'}")
 
 
@@ -147,16 +147,16 @@ def _gib(x: float) -> str:
   return f"{x / 2**30:.2f}"
 
 
-def results_markdown(report: dict) -> str:
-  machine = report["machine"]
-  prep = [r for r in report["rows"] if not r.get("training")]
-  training = [r for r in report["rows"] if r.get("training")]
+def results_markdown(results: dict) -> str:
+  machine = results["machine"]
+  prep = [r for r in results["rows"] if not r.get("training")]
+  training = [r for r in results["rows"] if r.get("training")]
   lines = [
       "# Data preparation and training memory", "",
-      f"Command: `{report['command']}`. Machine: {machine['processor']}, {machine['cpus']} "
+      f"Command: `{results['command']}`. Machine: {machine['processor']}, {machine['cpus']} "
       f"CPU cores (Python {machine['python']}, jax {machine['jax']}).", "",
       "Synthetic FineWeb-schema parquet (`python -m train.perf.synthetic_fineweb`), prepared "
-      f"by `python -m train.data` from an empty cache (BPE of {report['vocab_size']} tokens "
+      f"by `python -m train.data` from an empty cache (BPE of {results['vocab_size']} tokens "
       f"trained on the first 64 MiB, then token shards); one worker is held to one thread. "
       "Peak RSS: the whole process tree's (the workers included), sampled every 20 ms.", "",
       *markdown.table(
@@ -188,7 +188,7 @@ def results_markdown(report: dict) -> str:
                    f"{_gib(t[small]['peak_rss_tree'])} and {_gib(t[large]['peak_rss_tree'])} "
                    "GiB)", f"{t[large]['peak_rss_tree'] / t[small]['peak_rss_tree']:.2f}"])
   lines += ["", *markdown.table(["check", "value"], checks)]
-  lines += ["", f"Training: `python -m train.train --data fineweb {' '.join(report['train_flags'])}` "
+  lines += ["", f"Training: `python -m train.train --data fineweb {' '.join(results['train_flags'])}` "
             "on each prepared cache (its windows memory-mapped from the token shards)."]
   return "\n".join(lines) + "\n"
 

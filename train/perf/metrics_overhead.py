@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--iters", type=int, default=3)
   p.add_argument("--out", default="results/perf_metrics_overhead.json")
   args = p.parse_args(argv)
-  report = {"configs": {c: bench(c, args.batch_size, args.seq_len, args.reps, args.iters)
+  results = {"configs": {c: bench(c, args.batch_size, args.seq_len, args.reps, args.iters)
                         for c in args.configs.split(",")}}
-  provenance.write_results(args.out, "train.perf.metrics_overhead", argv, report)
+  provenance.write_results(args.out, "train.perf.metrics_overhead", argv, results)
 
 
 if __name__ == "__main__":

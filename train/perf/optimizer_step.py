@@ -60,7 +60,7 @@ def temp_bytes(tx: optax.GradientTransformation, params: Any) -> int | None:
   return None if memory is None else int(memory.temp_size_in_bytes)
 
 
-class Runner:
+class TimedStep:
   """One optimizer's compiled step on one tree, timed in place."""
 
   def __init__(self, tx: optax.GradientTransformation, params: Any, grads: Any):
@@ -104,41 +104,41 @@ def bench_tree(tree_name: str, names: list[str], reps: int, iters: int) -> dict[
   params = param_tree(tree_name)
   n_params = sum(x.size for x in jax.tree.leaves(params))
   grads = jax.tree.map(lambda p: 0.01 * jnp.sign(p) + 1e-3, params)
-  baseline = Runner(optax.adamw(1e-3, b1=0.9, b2=0.95, weight_decay=0.1), params, grads)
+  baseline = TimedStep(optax.adamw(1e-3, b1=0.9, b2=0.95, weight_decay=0.1), params, grads)
   # Each timing lasts at least ~0.2 s, so that small trees are not timing noise.
   iters = max(iters, math.ceil(0.2 / baseline.time(iters)))
   # Methods whose target is set against another optimizer than AdamW
   # (AOVS against Muon) are also timed against it.
   versus = {name: target[0] for name in names
             if (target := BY_NAME[name].step_time_target) and target[0] != "adamw"}
-  others = {other: Runner(layeropt_jax.get_optimizer(other, 1e-3), params, grads)
+  others = {other: TimedStep(layeropt_jax.get_optimizer(other, 1e-3), params, grads)
             for other in set(versus.values())}
   results: dict[str, Any] = {}
   for name in names:
-    runner = Runner(layeropt_jax.get_optimizer(name, 1e-3), params, grads)
+    timed = TimedStep(layeropt_jax.get_optimizer(name, 1e-3), params, grads)
     ratios, ratios_other, times = [], [], []
     for _ in range(reps):
       base = baseline.time(iters)
-      t = runner.time(iters)
+      t = timed.time(iters)
       ratios.append(t / base)
       times.append(t)
       if name in versus:
         ratios_other.append(t / others[versus[name]].time(iters))
     # Elementwise step traffic: read params, grads and state, write params and state.
-    moved = 3 * runner.param_bytes + 2 * runner.state_bytes
+    moved = 3 * timed.param_bytes + 2 * timed.state_bytes
     results[name] = {
         "time_ratio_vs_adamw": statistics.median(ratios),
         "step_s": statistics.median(times),
         "bytes_moved": moved,
         "bytes_per_s": moved / statistics.median(times),
-        "state_bytes_per_param": runner.state_bytes / n_params,
-        "temp_bytes": runner.temp_bytes,
+        "state_bytes_per_param": timed.state_bytes / n_params,
+        "temp_bytes": timed.temp_bytes,
         "temp_bytes_over_param_buffer": (
-            None if runner.temp_bytes is None else runner.temp_bytes / (4 * n_params)),
+            None if timed.temp_bytes is None else timed.temp_bytes / (4 * n_params)),
     }
     if ratios_other:
       results[name][f"time_ratio_vs_{versus[name]}"] = statistics.median(ratios_other)
-    runner.close()
+    timed.close()
     print(f"{tree_name:>11} {name:>12}: x{results[name]['time_ratio_vs_adamw']:.3f} adamw, "
           f"{results[name]['state_bytes_per_param']:.2f} B/param state, "
           f"temp {results[name]['temp_bytes_over_param_buffer']}", flush=True)

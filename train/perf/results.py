@@ -26,9 +26,9 @@ def _mark(ok: bool) -> str:
   return "met" if ok else "**not met**"
 
 
-def optimizer_section(report: dict) -> list[str]:
-  lines = [f"Command: `{report['command']}`", ""]
-  for tree, result in report["trees"].items():
+def optimizer_section(results: dict) -> list[str]:
+  lines = [f"Command: `{results['command']}`", ""]
+  for tree, result in results["trees"].items():
     lines += [
         f"### `{tree}` tree ({result['params']:,} parameters)", "",
         f"Streaming kernel (`y = a*x + b`, jitted, donated): "
@@ -55,9 +55,9 @@ def _optimizer_row(name: str, r: dict, tree: str) -> list[str]:
           markdown.number(r["temp_bytes_over_param_buffer"], ".2f")]
 
 
-def trainer_section(report: dict) -> list[str]:
-  peak = report["matmul_flops_per_s"]
-  lines = [f"Command: `{report['command']}`", "",
+def trainer_section(results: dict) -> list[str]:
+  peak = results["matmul_flops_per_s"]
+  lines = [f"Command: `{results['command']}`", "",
            f"Dense float32 matmul (jitted 2048^3, best of 5): {peak / 1e9:.0f} GFLOP/s.", "",
            *markdown.table(
                ["config", "batch x seq", "tokens/s", "PyTorch tokens/s",
@@ -65,8 +65,8 @@ def trainer_section(report: dict) -> list[str]:
                ([name, f"{r['batch']} x {r['seq_len']}", f"{r['tokens_per_s']:.0f}",
                  f"{r['torch_tokens_per_s']:.0f}", f"{r['speedup_vs_torch']:.2f}",
                  f"{r['flops_per_s'] / 1e9:.0f} G", f"{r['fraction_of_matmul_peak']:.0%}"]
-                for name, r in report["trainer"].items()))]
-  sweep = report.get("sweep")
+                for name, r in results["trainer"].items()))]
+  sweep = results.get("sweep")
   if sweep:
     lines += ["", f"Sweep: {sweep['runs']} nano runs of {sweep['steps']} steps in one program "
               f"(`train_sweep`, default `--vmap-runs`) took {sweep['sweep_s']:.0f} s; one after "
@@ -74,13 +74,13 @@ def trainer_section(report: dict) -> list[str]:
   return lines
 
 
-def state_memory_section(report: dict) -> list[str]:
+def state_memory_section(results: dict) -> list[str]:
   settings = ["float32", "mu bfloat16", "mu, nu bfloat16"]
   cell = lambda r, key: "-" if r is None or r[key] is None else f"{r[key]:.2f}"
   lines = [
-      f"Command: `{report['command']}` ({report['machine']['processor']}). "
-      f"`{report['tree']}` tree "
-      f"({report['params']:,} float32 parameters), bytes per parameter: the "
+      f"Command: `{results['command']}` ({results['machine']['processor']}). "
+      f"`{results['tree']}` tree "
+      f"({results['params']:,} float32 parameters), bytes per parameter: the "
       "state is exact (`jax.eval_shape` of `init`); the step's temporaries are "
       "XLA's `memory_analysis` of the compiled CPU step. A step's peak is "
       "parameters + gradients + state + temporaries.", "",
@@ -88,14 +88,14 @@ def state_memory_section(report: dict) -> list[str]:
           ["optimizer", *(f"state, {s}" for s in settings), *(f"temp, {s}" for s in settings)],
           ([name, *(cell(r.get(s), "state_bytes_per_param") for s in settings),
             *(cell(r.get(s), "temp_bytes_per_param") for s in settings)]
-           for name, r in report["optimizers"].items()))]
+           for name, r in results["optimizers"].items()))]
   return lines
 
 
-def metrics_overhead_section(report: dict) -> list[str]:
+def metrics_overhead_section(results: dict) -> list[str]:
   lines = [
-      f"Command: `{report['command']}` ({report['machine']['processor']}, "
-      f"{report['machine']['cpus']} cores). The trainer's step (AdamW, float32, one "
+      f"Command: `{results['command']}` ({results['machine']['processor']}, "
+      f"{results['machine']['cpus']} cores). The trainer's step (AdamW, float32, one "
       "run, 10 steps per call) with `with_component_metrics` over the same step "
       "without, timed interleaved; median of the per-repetition ratios.", "",
       *markdown.table(
@@ -105,7 +105,7 @@ def metrics_overhead_section(report: dict) -> list[str]:
           ([name, f"{r['batch']} x {r['seq_len']}", f"{r['time_ratio']:.3f}",
             _mark(r["time_ratio"] <= 1.03), " ".join(f"{x:.2f}" for x in r["ratios"]),
             f"{r['flops_ratio']:.4f}", f"{r['bytes_accessed_ratio']:.4f}"]
-           for name, r in report["configs"].items()))]
+           for name, r in results["configs"].items()))]
   return lines
 
 

@@ -209,15 +209,15 @@ def main(argv: list[str] | None = None) -> None:
   args = p.parse_args(argv)
   peak = matmul_flops_per_s()
   print(f"dense float32 matmul: {peak / 1e9:.0f} GFLOP/s", flush=True)
-  report = {
+  results = {
       "matmul_flops_per_s": peak,
       "trainer": {c: bench_trainer(c, args.batch_size, args.seq_len, args.reps,
                                    args.iters, peak)
                   for c in args.configs.split(",")},
   }
   if args.sweep_runs:
-    report["sweep"] = bench_sweep(args.sweep_runs, args.sweep_steps, args.cache_dir)
-  provenance.write_results(args.out, "train.perf.trainer_step", argv, report)
+    results["sweep"] = bench_sweep(args.sweep_runs, args.sweep_steps, args.cache_dir)
+  provenance.write_results(args.out, "train.perf.trainer_step", argv, results)
 
 
 if __name__ == "__main__":
