@@ -42,6 +42,9 @@ def register_optimizer(
     factory: `factory(learning_rate, **hyperparameters)`, every argument but
       the learning rate keyword-only with a default.
 
+  Returns:
+    None; the registries are updated in place.
+
   Raises:
     ValueError: `name` is taken or `factory` has another signature.
   """
