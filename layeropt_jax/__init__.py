@@ -34,14 +34,17 @@ from layeropt_jax._stable_adamw import scale_by_stable_adam
 from layeropt_jax._stable_adamw import stable_adamw
 from layeropt_jax.labels import COMPONENTS
 from layeropt_jax.labels import DEFAULT_LABEL_RULES
-from layeropt_jax.labels import hidden_matrix_mask
 from layeropt_jax.labels import label_by_shape
 from layeropt_jax.labels import label_params
 from layeropt_jax.labels import NAMING_CONVENTIONS
 from layeropt_jax.layerwise import label_table
 from layeropt_jax.layerwise import LabelAssignment
-from layeropt_jax.layerwise import matrices_mask
+from layeropt_jax.layerwise import decay_weights
 from layeropt_jax.layerwise import multiplier_table
+from layeropt_jax.matrices import DEFAULT_MATRIX_RULES
+from layeropt_jax.matrices import is_weight
+from layeropt_jax.matrices import matrix_dimension_numbers
+from layeropt_jax.matrices import weights_mask
 from layeropt_jax.layerwise import scale_by_layer
 from layeropt_jax.layerwise import UNIT_SCALES
 from layeropt_jax.registry import get_optimizer
@@ -58,6 +61,7 @@ __all__ = (
     "COMPONENT_METRICS",
     "ComponentMetricsState",
     "DEFAULT_LABEL_RULES",
+    "DEFAULT_MATRIX_RULES",
     "LADM_SCALES",
     "LAMVS_SCALES",
     "LabelAssignment",
@@ -72,9 +76,10 @@ __all__ = (
     "ademamix",
     "aovs",
     "clip_by_tensor_norm",
+    "decay_weights",
     "get_optimizer",
-    "hidden_matrix_mask",
     "hyperparameters",
+    "is_weight",
     "label_by_shape",
     "label_params",
     "label_table",
@@ -87,7 +92,7 @@ __all__ = (
     "layer_adam",
     "lion",
     "malao",
-    "matrices_mask",
+    "matrix_dimension_numbers",
     "multiplier_table",
     "muon",
     "orthogonalize_matrix",
@@ -101,5 +106,6 @@ __all__ = (
     "scale_by_stable_adam",
     "sophia",
     "stable_adamw",
+    "weights_mask",
     "with_component_metrics",
 )

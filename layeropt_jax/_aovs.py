@@ -12,8 +12,9 @@ import optax
 from layeropt_jax import _validation
 from layeropt_jax._adaptive import compute_dtype, scale_by_adaptive_moments
 from layeropt_jax._lamvs import LAMVS_SCALES
-from layeropt_jax._sharding import gathered, resharded_like
-from layeropt_jax.labels import ParamLabels, hidden_matrix_mask
+from layeropt_jax._sharding import gathered, gathered_but_first_axis, resharded_like
+from layeropt_jax.labels import ParamLabels
+from layeropt_jax.matrices import MatrixRules, as_matrices, matrix_dimension_numbers
 from layeropt_jax.layerwise import layerwise_chain
 
 # Muon's quintic Newton-Schulz coefficients.
@@ -62,28 +63,46 @@ def orthogonalize_matrix(u: jax.Array, ns_steps: int = 5) -> jax.Array:
   return (x * (MATCHED_RMS * max(u.shape) ** 0.5)).astype(u.dtype)
 
 
-def _orthogonalize_hidden(updates: Any, mask: Any, ns_steps: int) -> Any:
-  """`orthogonalize_matrix` on every leaf where `mask` is True.
+def _orthogonalize_stack(stack: jax.Array, ns_steps: int) -> jax.Array:
+  """`orthogonalize_matrix` of every matrix of `stack` `(batch, r, c)` at
+  once, each on the devices that hold it: a stack sharded on its batch axis
+  is not gathered."""
+  x = gathered_but_first_axis(stack.astype(compute_dtype(stack)))
+  x = resharded_like(jax.vmap(lambda m: _newton_schulz(m, ns_steps))(x), stack)
+  return (x * (MATCHED_RMS * max(stack.shape[1:]) ** 0.5)).astype(stack.dtype)
 
-  Same-shaped matrices are stacked and orthogonalised one after another in
-  place, so the Newton-Schulz intermediates of one matrix at a time are
-  alive: orthogonalising every leaf independently keeps all of them (three
-  parameter-sized buffers on qwen3-134m, `python -m train.perf.optimizer_step`).
+
+def _orthogonalize_hidden(updates: Any, layouts: Any, ns_steps: int) -> Any:
+  """Every hidden weight's update orthogonalised as the matrices its layout
+  (`matrices.matrix_dimension_numbers`) reads, each on its own.
+
+  A stack (layers, experts) is orthogonalised at once, keeping its batch
+  axis's sharding. Single matrices of one shape are stacked and
+  orthogonalised one after another in place, so the Newton-Schulz
+  intermediates of one matrix at a time are alive: orthogonalising every
+  leaf independently keeps all of them (three parameter-sized buffers on
+  qwen3-134m, `python -m train.perf.optimizer_step`).
   """
   leaves, treedef = jax.tree.flatten(updates)
-  groups: dict[tuple[Any, ...], list[int]] = {}
-  for i, (u, hidden) in enumerate(zip(leaves, jax.tree.leaves(mask))):
-    if hidden:
-      groups.setdefault((u.shape, u.dtype), []).append(i)
+  groups: dict[tuple[Any, ...], list[tuple[int, Any]]] = {}
+  for i, layout in enumerate(treedef.flatten_up_to(layouts)):
+    if layout is None:
+      continue
+    matrices, inverse = as_matrices(leaves[i], layout)
+    if matrices.shape[0] > 1:
+      leaves[i] = inverse(_orthogonalize_stack(matrices, ns_steps))
+    else:
+      groups.setdefault((matrices.shape, matrices.dtype), []).append((i, inverse))
+      leaves[i] = matrices[0]
 
   def orthogonalize_one(k, stack):
     return stack.at[k].set(orthogonalize_matrix(stack[k], ns_steps))
 
-  for indices in groups.values():
-    stack = jax.lax.fori_loop(0, len(indices), orthogonalize_one,
-                              jnp.stack([leaves[i] for i in indices]))
-    for k, i in enumerate(indices):
-      leaves[i] = stack[k]
+  for items in groups.values():
+    stack = jax.lax.fori_loop(0, len(items), orthogonalize_one,
+                              jnp.stack([leaves[i] for i, _ in items]))
+    for k, (i, inverse) in enumerate(items):
+      leaves[i] = inverse(stack[k][None])
   return jax.tree.unflatten(treedef, leaves)
 
 
@@ -95,6 +114,7 @@ def scale_by_aovs(
     orthogonalize: bool = True,
     ns_steps: int = 5,
     param_labels: ParamLabels = None,
+    matrix_rules: MatrixRules | None = None,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
 ) -> optax.GradientTransformation:
@@ -108,10 +128,15 @@ def scale_by_aovs(
     u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{\tilde v_t} + \epsilon}
 
   At :math:`t = 1` the old term is the new one. With `orthogonalize`,
-  every 2-D leaf labelled attn_qkv, attn_out or mlp is then replaced by
+  every hidden weight (a weight labelled attn_qkv, attn_out or mlp, not a
+  bias or a scale) is then replaced, matrix by matrix, by
   :math:`0.2\sqrt{\max(r, c)}\,\mathrm{NS}_5(u_t)`, Muon's quintic
   Newton-Schulz iteration on :math:`u_t/\|u_t\|_F` in float32; the factor
-  gives the update AdamW's RMS, so AdamW learning rates carry over.
+  gives the update AdamW's RMS, so AdamW learning rates carry over. Which
+  matrices a weight holds is :func:`layeropt_jax.matrix_dimension_numbers`'
+  reading of it: a 2-D weight is one, a 3-D one a stack of them on its first
+  axis, Flax's multi-head attention kernels and Gemma's einsum kernels are
+  read by their layout, and `matrix_rules` says the rest.
   :math:`v_{t-1}` is the state before the step, recovered from
   :math:`v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2`: no third buffer.
   **(choice)** :math:`\beta_2 = 0.95`, :math:`\gamma = 0.05`.
@@ -125,12 +150,17 @@ def scale_by_aovs(
     ns_steps: Newton-Schulz iterations (default 5). Under
       `optax.inject_hyperparams`, list it in `static_args`.
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
-      for :func:`layeropt_jax.label_params`; selects the hidden matrices.
+      for :func:`layeropt_jax.label_params`; selects the hidden weights.
+    matrix_rules: `(regex, optax.contrib.MuonDimensionNumbers)` pairs that
+      read hidden weights as matrices (:func:`layeropt_jax.matrix_dimension_numbers`);
+      `None` for `DEFAULT_MATRIX_RULES`.
     mu_dtype: storage dtype of the first moment; `None` for float32.
     nu_dtype: storage dtype of the second moment; `None` for float32.
 
   Returns:
     An `optax.GradientTransformation` with state `optax.ScaleByAdamState`.
+    Its `init` raises `ValueError` naming every hidden weight that no rule
+    reads as matrices.
 
   References:
     The AOVS technical report, as this library defines it (docs/methods.rst).
@@ -153,12 +183,16 @@ def scale_by_aovs(
   if not orthogonalize:
     return adaptive
 
+  def init_fn(params):
+    matrix_dimension_numbers(params, param_labels, matrix_rules)  # raises early
+    return adaptive.init(params)
+
   def update_fn(updates, state, params=None):
     directions, state = adaptive.update(updates, state, params)
-    mask = hidden_matrix_mask(param_labels, updates)
-    return _orthogonalize_hidden(directions, mask, ns_steps), state
+    layouts = matrix_dimension_numbers(updates, param_labels, matrix_rules)
+    return _orthogonalize_hidden(directions, layouts, ns_steps), state
 
-  return optax.GradientTransformation(adaptive.init, update_fn)
+  return optax.GradientTransformation(init_fn, update_fn)
 
 
 def aovs(
@@ -170,9 +204,10 @@ def aovs(
     eps: float = 1e-8,
     orthogonalize: bool = True,
     ns_steps: int = 5,
-    weight_decay: float = 0.1,
+    weight_decay: float | Mapping[str, float] = 0.1,
     scales: Mapping[str, float] = AOVS_SCALES,
     param_labels: ParamLabels = None,
+    matrix_rules: MatrixRules | None = None,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -180,7 +215,7 @@ def aovs(
 
   .. math::
     \theta_{t} = \theta_{t-1} - \eta_t \, s_{\ell} \,
-      (u_t + \lambda \theta_{t-1} [\mathrm{ndim} \ge 2])
+      (u_t + \lambda \theta_{t-1} [\theta \text{ a weight}])
 
   with :math:`u_t` of :func:`scale_by_aovs`. **(choice)** the report gives
   no multipliers: the default is LAMVS's table (`AOVS_SCALES`); weight decay
@@ -195,11 +230,14 @@ def aovs(
     orthogonalize: orthogonalise the hidden matrices (default True).
     ns_steps: Newton-Schulz iterations (default 5); static under
       `optax.inject_hyperparams` (pass `static_args="ns_steps"`).
-    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    weight_decay: decoupled weight decay of the weights (0.1), or a rate per
+      label (:func:`layeropt_jax.decay_weights`).
     scales: label -> LR multiplier for all six labels (default
       `AOVS_SCALES`).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`.
+    matrix_rules: how hidden weights are read as matrices (see
+      :func:`scale_by_aovs`); `None` for `DEFAULT_MATRIX_RULES`.
     mu_dtype: storage dtype of the first moment; `None` for float32.
     nu_dtype: storage dtype of the second moment; `None` for float32.
 
@@ -212,7 +250,7 @@ def aovs(
   return layerwise_chain(
       scale_by_aovs(b1=b1, b2=b2, gamma=gamma, eps=eps,
                     orthogonalize=orthogonalize, ns_steps=ns_steps,
-                    param_labels=param_labels, mu_dtype=mu_dtype,
-                    nu_dtype=nu_dtype),
+                    param_labels=param_labels, matrix_rules=matrix_rules,
+                    mu_dtype=mu_dtype, nu_dtype=nu_dtype),
       learning_rate=learning_rate, weight_decay=weight_decay, scales=scales,
       param_labels=param_labels)

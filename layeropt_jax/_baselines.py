@@ -2,7 +2,8 @@
 
 Each function binds the defaults of the methods' documentation
 (docs/methods.rst) to optax's own optimizer and applies decoupled weight decay
-to tensors with ndim >= 2 only, as every method of the library does.
+to the weights only (`weights_mask`: no biases, no norm scales), as every
+method of the library does.
 **(choice)** Weight decay is 0.1 for every baseline, the reports' AdamW value;
 optax's other defaults are kept. The library's dtype convention holds here
 too: moments in float32 unless `mu_dtype` says otherwise, where optax would
@@ -21,8 +22,9 @@ from optax import contrib
 from layeropt_jax import _validation
 from layeropt_jax._adaptive import in_compute_dtype
 from layeropt_jax._sharding import on_gathered
-from layeropt_jax.labels import ParamLabels, hidden_matrix_mask, path_to_str
-from layeropt_jax.layerwise import matrices_mask
+from layeropt_jax.labels import ParamLabels, path_to_str
+from layeropt_jax.matrices import (
+    MatrixRules, hidden_weight_layouts, matrix_dimension_numbers, weights_mask)
 
 
 def _check(learning_rate, *, betas: dict[str, Any], non_negative: dict[str, Any]):
@@ -42,14 +44,14 @@ def adamw(
     weight_decay: float = 0.1,
     mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """:func:`optax.adamw` with b2 0.95 and weight decay 0.1 on ndim >= 2.
+  """:func:`optax.adamw` with b2 0.95 and weight decay 0.1 on the weights.
 
   Args:
     learning_rate: a float or an optax schedule.
     b1: decay of the first moment (default 0.9).
     b2: decay of the second moment (default 0.95).
     eps: added to the denominator (default 1e-8).
-    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    weight_decay: decoupled weight decay of the weights (0.1).
     mu_dtype: storage dtype of the first moment; `None` for float32.
 
   Returns:
@@ -63,7 +65,7 @@ def adamw(
          non_negative=dict(eps=eps, weight_decay=weight_decay))
   return _in_library_dtypes(optax.adamw(
       learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
-      mask=matrices_mask, mu_dtype=mu_dtype))
+      mask=weights_mask, mu_dtype=mu_dtype))
 
 
 def lion(
@@ -74,13 +76,13 @@ def lion(
     weight_decay: float = 0.1,
     mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """:func:`optax.lion` with weight decay 0.1 on ndim >= 2.
+  """:func:`optax.lion` with weight decay 0.1 on the weights.
 
   Args:
     learning_rate: a float or an optax schedule.
     b1: interpolation between momentum and gradient for the update (0.9).
     b2: decay of the momentum (default 0.99).
-    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    weight_decay: decoupled weight decay of the weights (0.1).
     mu_dtype: storage dtype of the first moment; `None` for float32.
 
   Returns:
@@ -94,7 +96,7 @@ def lion(
          non_negative=dict(weight_decay=weight_decay))
   return _in_library_dtypes(optax.lion(
       learning_rate, b1=b1, b2=b2, mu_dtype=mu_dtype,
-      weight_decay=weight_decay, mask=matrices_mask))
+      weight_decay=weight_decay, mask=weights_mask))
 
 
 def lamb(
@@ -106,7 +108,7 @@ def lamb(
     weight_decay: float = 0.1,
     mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """:func:`optax.lamb`, weight decay 0.1 on ndim >= 2, and a `mu_dtype`.
+  """:func:`optax.lamb`, weight decay 0.1 on the weights, and a `mu_dtype`.
 
   This is optax.lamb's own chain; it is spelled out only because
   :func:`optax.lamb` does not pass `mu_dtype` to its Adam.
@@ -116,7 +118,7 @@ def lamb(
     b1: decay of the first moment (default 0.9).
     b2: decay of the second moment (default 0.999).
     eps: added to the denominator (default 1e-6).
-    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    weight_decay: decoupled weight decay of the weights (0.1).
     mu_dtype: storage dtype of the first moment; `None` for float32.
 
   Returns:
@@ -130,7 +132,7 @@ def lamb(
          non_negative=dict(eps=eps, weight_decay=weight_decay))
   return _in_library_dtypes(optax.chain(
       optax.scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype),
-      optax.add_decayed_weights(weight_decay, mask=matrices_mask),
+      optax.add_decayed_weights(weight_decay, mask=weights_mask),
       optax.scale_by_trust_ratio(),
       optax.scale_by_learning_rate(learning_rate),
   ))
@@ -146,14 +148,17 @@ def muon(
     eps: float = 1e-8,
     weight_decay: float = 0.1,
     param_labels: ParamLabels = None,
+    matrix_rules: MatrixRules | None = None,
     mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """:func:`optax.contrib.muon` on the hidden matrices, :func:`adamw` elsewhere.
+  """:func:`optax.contrib.muon` on the hidden weights, :func:`adamw` elsewhere.
 
-  The 2-D leaves labelled attn_qkv, attn_out or mlp get Muon (Nesterov
-  momentum `beta`, `ns_steps` Newton-Schulz steps); every other leaf
-  (embedding, head, norms, biases) gets this module's :func:`adamw` with
-  `b1`, `b2`, `eps`. **(choice)** Muon's update is scaled to AdamW's RMS
+  The hidden weights (weights labelled attn_qkv, attn_out or mlp, not biases
+  or scales) get Muon (Nesterov momentum `beta`, `ns_steps` Newton-Schulz
+  steps), each read as the matrices :func:`layeropt_jax.matrix_dimension_numbers`
+  says (stacks and multi-head layouts included, `matrix_rules` for the
+  rest); every other leaf (embedding, head, norms, biases) gets this
+  module's :func:`adamw` with `b1`, `b2`, `eps`. **(choice)** Muon's update is scaled to AdamW's RMS
   (`consistent_rms=0.2`, Liu et al. 2025) so that one learning rate serves
   both parts, and both parts decay weights by `weight_decay`. Under
   `jax.sharding.AxisType.Explicit` axes the Muon part updates replicated
@@ -167,13 +172,16 @@ def muon(
     b1: AdamW's first-moment decay on the other leaves (default 0.9).
     b2: AdamW's second-moment decay on the other leaves (default 0.95).
     eps: added to the denominators (default 1e-8).
-    weight_decay: decoupled weight decay of both parts on ndim >= 2 (0.1).
+    weight_decay: decoupled weight decay of both parts on the weights (0.1).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
-      for :func:`layeropt_jax.label_params`; selects the hidden matrices.
+      for :func:`layeropt_jax.label_params`; selects the hidden weights.
+    matrix_rules: `(regex, optax.contrib.MuonDimensionNumbers)` pairs that
+      read hidden weights as matrices; `None` for `DEFAULT_MATRIX_RULES`.
     mu_dtype: storage dtype of the first moment; `None` for float32.
 
   Returns:
-    An `optax.GradientTransformationExtraArgs`.
+    An `optax.GradientTransformationExtraArgs`; its `init` raises
+    `ValueError` naming every hidden weight no rule reads as matrices.
 
   References:
     Jordan, `Muon: An optimizer for hidden layers in neural networks
@@ -186,14 +194,16 @@ def muon(
       {
           "muon": on_gathered(contrib.muon(
               learning_rate, ns_steps=ns_steps, beta=beta, eps=eps,
-              weight_decay=weight_decay, mu_dtype=mu_dtype,
-              consistent_rms=0.2)),
+              weight_decay=weight_decay, mu_dtype=mu_dtype, consistent_rms=0.2,
+              muon_weight_dimension_numbers=lambda p: hidden_weight_layouts(
+                  p, matrix_rules))),
           "adamw": adamw(learning_rate, b1=b1, b2=b2, eps=eps,
                          weight_decay=weight_decay, mu_dtype=mu_dtype),
       },
       lambda params: jax.tree.map(
-          lambda hidden: "muon" if hidden else "adamw",
-          hidden_matrix_mask(param_labels, params)),
+          lambda layout: "adamw" if layout is None else "muon",
+          matrix_dimension_numbers(params, param_labels, matrix_rules),
+          is_leaf=lambda x: x is None or isinstance(x, contrib.MuonDimensionNumbers)),
   ))
 
 
@@ -209,7 +219,7 @@ def sophia(
     weight_decay: float = 0.1,
     mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """:func:`optax.contrib.sophia` (Sophia-H) with weight decay 0.1 on ndim >= 2.
+  """:func:`optax.contrib.sophia` (Sophia-H) with weight decay 0.1 on the weights.
 
   Its Hutchinson estimate of the Hessian diagonal needs the loss: every
   `update` must receive `obj_fn`, a function of the parameters alone::
@@ -229,7 +239,7 @@ def sophia(
     gamma: scale of the Hessian estimate in the denominator (default 0.01).
     clip_threshold: elementwise clip of the update (default 1.0).
     update_interval: steps between Hessian estimates (default 10).
-    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    weight_decay: decoupled weight decay of the weights (0.1).
     mu_dtype: storage dtype of the first moment; `None` for float32.
 
   Returns:
@@ -245,7 +255,7 @@ def sophia(
   _validation.check_positive("update_interval", update_interval)
   return _in_library_dtypes(_real_only("sophia", contrib.sophia(
       learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
-      weight_decay_mask=matrices_mask, gamma=gamma,
+      weight_decay_mask=weights_mask, gamma=gamma,
       clip_threshold=clip_threshold, update_interval=update_interval,
       mu_dtype=mu_dtype)))
 
@@ -261,7 +271,7 @@ def ademamix(
     weight_decay: float = 0.1,
     mu_dtype: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """:func:`optax.contrib.ademamix` with weight decay 0.1 on ndim >= 2.
+  """:func:`optax.contrib.ademamix` with weight decay 0.1 on the weights.
 
   optax 0.2.8 returns its moments in float32 after the first update even with
   `mu_dtype`; the state is cast back to the dtypes `init` gave it, so the
@@ -274,7 +284,7 @@ def ademamix(
     b3: decay of the slow first moment (default 0.9999).
     alpha: weight of the slow moment in the update (default 5.0).
     eps: added to the denominator (default 1e-8).
-    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    weight_decay: decoupled weight decay of the weights (0.1).
     mu_dtype: storage dtype of the first moment; `None` for float32.
 
   Returns:
@@ -288,7 +298,7 @@ def ademamix(
          non_negative=dict(alpha=alpha, eps=eps, weight_decay=weight_decay))
   return _in_library_dtypes(_keep_state_dtypes(contrib.ademamix(
       learning_rate, b1=b1, b2=b2, b3=b3, alpha=alpha, eps=eps,
-      mu_dtype=mu_dtype, weight_decay=weight_decay, mask=matrices_mask)))
+      mu_dtype=mu_dtype, weight_decay=weight_decay, mask=weights_mask)))
 
 
 def _keep_state_dtypes(

@@ -129,7 +129,7 @@ def ladm(
     b2: float = 0.95,
     alpha_warmup_steps: int = 500,
     eps: float = 1e-8,
-    weight_decay: float = 0.1,
+    weight_decay: float | Mapping[str, float] = 0.1,
     scales: Mapping[str, float] = LADM_SCALES,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
@@ -139,7 +139,7 @@ def ladm(
 
   .. math::
     \theta_{t} = \theta_{t-1} - \eta_t \, s_{\ell} \,
-      (u_t + \lambda \theta_{t-1} [\mathrm{ndim} \ge 2])
+      (u_t + \lambda \theta_{t-1} [\theta \text{ a weight}])
 
   with :math:`u_t` of :func:`scale_by_ladm` and default multipliers
   `LADM_SCALES` (embedding 0.8, attn_qkv 1.05, attn_out 0.95, mlp 1.1,
@@ -153,7 +153,8 @@ def ladm(
     b2: decay of the second moment (default 0.95, a choice).
     alpha_warmup_steps: steps over which the mixing weight moves (500).
     eps: added to the denominator (default 1e-8).
-    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    weight_decay: decoupled weight decay of the weights (0.1), or a rate per
+      label (:func:`layeropt_jax.decay_weights`).
     scales: label -> LR multiplier for all six labels (default
       `LADM_SCALES`).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`

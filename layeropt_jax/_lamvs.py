@@ -65,7 +65,7 @@ def lamvs(
     b1: float = 0.9,
     b2: float = 0.95,
     eps: float = 1e-8,
-    weight_decay: float = 0.1,
+    weight_decay: float | Mapping[str, float] = 0.1,
     scales: Mapping[str, float] = LAMVS_SCALES,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
@@ -75,7 +75,7 @@ def lamvs(
 
   .. math::
     \theta_{t} = \theta_{t-1} - \eta_t \, s_{\ell} \,
-      (u_t + \lambda \theta_{t-1} [\mathrm{ndim} \ge 2])
+      (u_t + \lambda \theta_{t-1} [\theta \text{ a weight}])
 
   with :math:`u_t` of :func:`scale_by_lamvs` and :math:`s_\ell` the
   multiplier of the tensor's component (default `LAMVS_SCALES`: embedding
@@ -87,7 +87,8 @@ def lamvs(
     b1: decay of the first moment (default 0.9).
     b2: decay of the second moment (default 0.95, a choice).
     eps: :math:`\epsilon_0` of the decaying epsilon (default 1e-8).
-    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    weight_decay: decoupled weight decay of the weights (0.1), or a rate per
+      label (:func:`layeropt_jax.decay_weights`).
     scales: label -> LR multiplier for all six labels (default
       `LAMVS_SCALES`).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`

@@ -19,7 +19,7 @@ def layer_adam(
     b1: float = 0.9,
     b2: float = 0.95,
     eps: float = 1e-8,
-    weight_decay: float = 0.1,
+    weight_decay: float | Mapping[str, float] = 0.1,
     scales: Mapping[str, float] = LAMVS_SCALES,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
@@ -30,7 +30,7 @@ def layer_adam(
   .. math::
     u_t = \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}, \quad
     \theta_{t} = \theta_{t-1} - \eta_t \, s_{\ell} \,
-      (u_t + \lambda \theta_{t-1} [\mathrm{ndim} \ge 2])
+      (u_t + \lambda \theta_{t-1} [\theta \text{ a weight}])
 
   With the default multipliers (LAMVS's table) it isolates what the
   multipliers alone contribute to LAMVS; with `UNIT_SCALES` it is AdamW.
@@ -40,7 +40,8 @@ def layer_adam(
     b1: decay of the first moment (default 0.9).
     b2: decay of the second moment (default 0.95).
     eps: added to the denominator (default 1e-8).
-    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    weight_decay: decoupled weight decay of the weights (0.1), or a rate per
+      label (:func:`layeropt_jax.decay_weights`).
     scales: label -> LR multiplier for all six labels (default
       `LAMVS_SCALES`).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`

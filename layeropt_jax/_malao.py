@@ -56,7 +56,7 @@ def malao(
     b2: float = 0.95,
     eps: float = 1e-8,
     clip_threshold: float = 1.0,
-    weight_decay: float = 0.1,
+    weight_decay: float | Mapping[str, float] = 0.1,
     scales: Mapping[str, float] = MALAO_SCALES,
     param_labels: ParamLabels = None,
     mu_dtype: Any = None,
@@ -68,7 +68,7 @@ def malao(
     \tilde g = g_t \min(1, \tau / \|g_t\|_2), \quad
     u_t = \mathrm{Adam}(\tilde g)_t, \quad
     \theta_{t} = \theta_{t-1} - \eta_t \, s_{\ell} \,
-      (u_t + \lambda \theta_{t-1} [\mathrm{ndim} \ge 2])
+      (u_t + \lambda \theta_{t-1} [\theta \text{ a weight}])
 
   Adam's moments are bias-corrected. Default multipliers `MALAO_SCALES`
   (embedding 1.0, attn_qkv 1.5, attn_out 1.5, mlp 0.8, norm 1.0, head 1.0).
@@ -80,7 +80,8 @@ def malao(
     b2: decay of the second moment (default 0.95).
     eps: added to the denominator (default 1e-8).
     clip_threshold: :math:`\tau`, the per-tensor gradient norm bound (1.0).
-    weight_decay: decoupled weight decay on tensors with ndim >= 2 (0.1).
+    weight_decay: decoupled weight decay of the weights (0.1), or a rate per
+      label (:func:`layeropt_jax.decay_weights`).
     scales: label -> LR multiplier for all six labels (default
       `MALAO_SCALES`).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`

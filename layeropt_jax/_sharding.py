@@ -27,6 +27,17 @@ def gathered(tree: Any) -> Any:
   return jax.tree.map(gather, tree)
 
 
+def gathered_but_first_axis(x: jax.Array) -> jax.Array:
+  """`x` with its first axis sharded as it is and every other replicated,
+  under explicit mesh axes: a stack of matrices whose products stay on the
+  devices that hold each matrix."""
+  sharding = jax.typeof(x).sharding
+  if not sharding.mesh.explicit_axes:
+    return x
+  first = sharding.spec[0] if len(sharding.spec) else None
+  return jax.sharding.reshard(x, NamedSharding(sharding.mesh, PartitionSpec(first)))
+
+
 def resharded_like(tree: Any, like: Any) -> Any:
   """`tree` with each leaf resharded as the explicitly sharded leaf of `like`
   (a tree of the same structure) at its place."""

@@ -231,21 +231,3 @@ def resolve_labels(param_labels: ParamLabels, params: Any) -> Any:
     raise ValueError(
         f"param_labels has labels outside {COMPONENTS}: {', '.join(unknown)}")
   return labels
-
-
-def hidden_matrix_mask(param_labels: ParamLabels, params: Any) -> Any:
-  """True for the 2-D attention and MLP weights (Muon's and AOVS's domain).
-
-  Args:
-    param_labels: pytree of labels, a callable `params -> labels`, or `None`
-      for :func:`label_params`.
-    params: the parameter (or update) pytree.
-
-  Returns:
-    A pytree of Python bools with the structure of `params`.
-  """
-  labels = resolve_labels(param_labels, params)
-  return jax.tree.map(
-      lambda p, label: jnp.ndim(p) == 2
-      and label in HIDDEN_MATRIX_COMPONENTS,
-      params, labels)

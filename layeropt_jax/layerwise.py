@@ -7,7 +7,7 @@ Every named optimizer of the library is
   optax.chain(
       *preprocess,                       # e.g. MALAO's per-tensor clip
       scale_by_METHOD(...),              # the direction u_t
-      optax.add_decayed_weights(wd, mask=matrices_mask),
+      decay_weights(wd, param_labels),   # weights only, at one rate or per label
       scale_by_layer(scales, param_labels),
       optax.scale_by_learning_rate(learning_rate),
   )
@@ -27,6 +27,7 @@ import optax
 from layeropt_jax import _validation
 from layeropt_jax.labels import (
     COMPONENTS, ParamLabels, path_to_str, resolve_labels)
+from layeropt_jax.matrices import weights_mask
 
 
 def multiplier_table(*, embedding: float, attn_qkv: float, attn_out: float,
@@ -47,22 +48,34 @@ def multiplier_table(*, embedding: float, attn_qkv: float, attn_out: float,
   return table
 
 
-def check_scales(scales: Mapping[str, float]) -> None:
-  """Every component needs a finite, non-negative multiplier, and no others."""
+def check_scales(scales: Mapping[str, float], name: str = "scales") -> None:
+  """Every component needs a finite, non-negative value, and no others.
+
+  Args:
+    scales: a mapping label -> value (LR multipliers, or weight-decay rates).
+    name: the argument's name, for the error.
+
+  Returns:
+    None.
+
+  Raises:
+    ValueError: naming `name`, for a label missing or unknown or a value that
+      is not a finite number >= 0.
+  """
   if not isinstance(scales, Mapping):
     raise ValueError(
-        f"scales must be a mapping label -> multiplier, got {scales!r}")
+        f"{name} must be a mapping label -> value, got {scales!r}")
   unknown = sorted(set(scales) - set(COMPONENTS))
   missing = [c for c in COMPONENTS if c not in scales]
   if unknown or missing:
     raise ValueError(
-        f"scales must give a multiplier for exactly {COMPONENTS}: "
+        f"{name} must give a value for exactly {COMPONENTS}: "
         f"unknown labels {unknown}, missing labels {missing}")
   for label, value in scales.items():
     if not isinstance(value, (int, float)) or not (
         math.isfinite(value) and value >= 0):
       raise ValueError(
-          f"scales[{label!r}] must be a finite number >= 0, got {value!r}")
+          f"{name}[{label!r}] must be a finite number >= 0, got {value!r}")
 
 
 def scale_by_layer(
@@ -139,24 +152,43 @@ def label_table(
   ]
 
 
-def matrices_mask(params):
-  """The `mask` of decoupled weight decay: True for tensors with ndim >= 2.
+def decay_weights(
+    weight_decay: float | Mapping[str, float],
+    param_labels: ParamLabels = None,
+) -> optax.GradientTransformation:
+  r"""Decoupled weight decay on the weights, at one rate or one per component.
+
+  .. math::
+    u_i \leftarrow u_i + \lambda_{\ell(i)} \theta_i \quad
+    \text{for the weights } i \text{ (kernels, embeddings)}
+
+  Biases and norm scales are never decayed, whatever their shape
+  (:func:`layeropt_jax.weights_mask`).
 
   Args:
-    params: the parameter pytree.
+    weight_decay: one rate for every weight, or a mapping from each label of
+      `COMPONENTS` to its rate (validated as `scales` is).
+    param_labels: with a mapping, a pytree of labels, a callable
+      `params -> labels`, or `None` for :func:`layeropt_jax.label_params`.
 
   Returns:
-    A pytree of Python bools with the structure of `params`; norms' scales
-    and biases (ndim < 2) get False.
+    An `optax.GradientTransformation` with no state of its own.
   """
-  return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+  if not isinstance(weight_decay, Mapping):
+    _validation.check_non_negative("weight_decay", weight_decay)
+    return optax.add_decayed_weights(weight_decay, mask=weights_mask)
+  check_scales(weight_decay, "weight_decay")
+  return optax.partition(
+      {label: optax.add_decayed_weights(float(rate), mask=weights_mask)
+       for label, rate in weight_decay.items()},
+      lambda params: resolve_labels(param_labels, params))
 
 
 def layerwise_chain(
     direction: optax.GradientTransformation,
     *,
     learning_rate: optax.ScalarOrSchedule,
-    weight_decay: float,
+    weight_decay: float | Mapping[str, float],
     scales: Mapping[str, float],
     param_labels: ParamLabels,
     preprocess: tuple[optax.GradientTransformation, ...] = (),
@@ -167,11 +199,10 @@ def layerwise_chain(
   default, where :data:`layeropt_jax.METHOD_SCALES` finds it.
   """
   _validation.check_learning_rate(learning_rate)
-  _validation.check_non_negative("weight_decay", weight_decay)
   return optax.chain(
       *preprocess,
       direction,
-      optax.add_decayed_weights(weight_decay, mask=matrices_mask),
+      decay_weights(weight_decay, param_labels),
       scale_by_layer(scales, param_labels),
       optax.scale_by_learning_rate(learning_rate),
   )
