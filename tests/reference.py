@@ -48,12 +48,39 @@ def newton_schulz(x: np.ndarray, steps: int) -> np.ndarray:
   return y.T if tall else y
 
 
-def orthogonalized(u: np.ndarray, steps: int) -> np.ndarray:
-  return newton_schulz(u, steps) * 0.2 * np.sqrt(max(u.shape))
+def orthogonalized(u: np.ndarray, steps: int, layout=None) -> np.ndarray:
+  """Each matrix of `u` orthogonalised and scaled to AdamW's RMS.
+
+  `layout` is `(reduction axes, output axes)`; every other axis indexes
+  independent matrices. None: `u` is one matrix.
+  """
+  if layout is None:
+    return newton_schulz(u, steps) * 0.2 * np.sqrt(max(u.shape))
+  reduction, output = (tuple(a % u.ndim for a in axes) for axes in layout)
+  batch = tuple(a for a in range(u.ndim) if a not in reduction + output)
+  moved = np.transpose(u, batch + reduction + output)
+  rows = int(np.prod([u.shape[a] for a in reduction]))
+  cols = int(np.prod([u.shape[a] for a in output]))
+  matrices = moved.reshape(-1, rows, cols)
+  done = np.stack([orthogonalized(m, steps) for m in matrices]).reshape(moved.shape)
+  return np.transpose(done, np.argsort(batch + reduction + output))
 
 
-def is_hidden_matrix(p: np.ndarray, label: str) -> bool:
-  return p.ndim == 2 and label in HIDDEN
+def is_weight(path: str, p: np.ndarray) -> bool:
+  """Kernels and embeddings: two or more dimensions, not a bias or a scale."""
+  return p.ndim >= 2 and path.rsplit("/", 1)[-1] not in ("bias", "b", "scale")
+
+
+def layout_of(path: str, p: np.ndarray, label: str):
+  """How a hidden weight is read as matrices (None: it is not one): a matrix,
+  or a stack of them on the first axis."""
+  if label not in HIDDEN or not is_weight(path, p):
+    return None
+  return ((p.ndim - 2,), (p.ndim - 1,))
+
+
+def is_hidden_matrix(path: str, p: np.ndarray, label: str) -> bool:
+  return layout_of(path, p, label) is not None
 
 
 class Reference:
@@ -83,9 +110,12 @@ class Reference:
       g = np.asarray(grads[path], np.float64)
       label = self.labels[path]
       st = self.state.setdefault(path, {})
+      # The matrices of a hidden weight (None for any other leaf).
+      self.layout = layout_of(path, p, label)
       u = getattr(self, "_" + self.name)(g, p, label, st)
-      if p.ndim >= 2:
-        u = u + self.hp["weight_decay"] * p
+      if is_weight(path, p):
+        rate = self.hp["weight_decay"]
+        u = u + (rate[label] if isinstance(rate, dict) else rate) * p
       new[path] = p - self.lr * self.hp["scales"][label] * u
     return new
 
@@ -130,8 +160,8 @@ class Reference:
     v_old_hat = v_hat if t == 1 else st["v_old"] / (1 - h["b2"]**(t - 1))
     v_tilde = (1 - h["gamma"]) * v_hat + h["gamma"] * v_old_hat
     u = m_hat / (np.sqrt(v_tilde) + h["eps"])
-    if h["orthogonalize"] and is_hidden_matrix(p, label):
-      u = orthogonalized(u, h["ns_steps"])
+    if h["orthogonalize"] and self.layout is not None:
+      u = orthogonalized(u, h["ns_steps"], self.layout)
     return u
 
   def _lamo(self, g, p, label, st):
@@ -166,10 +196,10 @@ class Reference:
 
   def _muon(self, g, p, label, st):
     h, t = self.hp, self.t
-    if not is_hidden_matrix(p, label):
+    if self.layout is None:
       return self._adam(g, st)
     beta = h["beta"]
     st["m"] = beta * st.get("m", 0.0) + (1 - beta) * g
     # Nesterov: look one step ahead along the bias-corrected momentum.
     m_hat = beta * st["m"] / (1 - beta**(t + 1)) + (1 - beta) * g / (1 - beta**t)
-    return orthogonalized(m_hat, h["ns_steps"])
+    return orthogonalized(m_hat, h["ns_steps"], self.layout)

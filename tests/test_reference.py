@@ -18,6 +18,9 @@ CASES = [
     ("lamvs", {}),
     ("lamvs", dict(b1=0.8, b2=0.99, eps=1e-5, weight_decay=0.03,
                    scales=CUSTOM_SCALES)),
+    # A rate per component: embeddings and the head undecayed.
+    ("lamvs", dict(weight_decay=dict(embedding=0.0, attn_qkv=0.2, attn_out=0.05,
+                                     mlp=0.1, norm=0.3, head=0.0))),
     ("ladm", {}),
     # Past the alpha warm-up after step 10.
     ("ladm", dict(b1=0.9, b_slow=0.99, b2=0.98, alpha_warmup_steps=10,
@@ -49,8 +52,8 @@ def _case_id(case):
   return name + ("-" + "-".join(sorted(overrides)) if overrides else "")
 
 
-def run_both(name, overrides, tied, steps=STEPS, seed=0, vocab=48):
-  params = trees.qwen3_params(tied=tied, seed=seed, vocab=vocab)
+def run_both(name, overrides, tied, steps=STEPS, seed=0, vocab=48, stacked=False):
+  params = trees.qwen3_params(tied=tied, seed=seed, vocab=vocab, stacked=stacked)
   labels = trees.flat_labels(params)
   tx = layeropt_jax.get_optimizer(name, LR, **overrides)
   ref = reference.Reference(name, LR, labels, **overrides)
@@ -79,7 +82,7 @@ def assert_close(name, overrides, got, want, labels):
     delta_got = got[path]
     orthogonal = (name in ORTHOGONALIZED
                   and overrides.get("orthogonalize", True)
-                  and reference.is_hidden_matrix(delta_want, labels[path]))
+                  and reference.is_hidden_matrix(path, delta_want, labels[path]))
     tol = 3e-3 if orthogonal else 1e-4
     err = np.max(np.abs(delta_got - delta_want)) / np.max(np.abs(delta_want))
     assert err <= tol, f"{path}: relative error {err:.2e} > {tol}"
@@ -97,6 +100,17 @@ def test_matches_reference(case, tied):
     assert ref.events["clipped"] == 0
   if name == "stable_adamw":
     assert ref.events["clipped"] > 0 and ref.events["unclipped"] > 0
+
+
+# Layers stacked on a leading axis (nnx.scan, levanter's Stacked): each
+# layer's slice of a hidden weight is its own matrix, the stacked norm scales
+# (2-D) are neither orthogonalised nor decayed.
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in ORTHOGONALIZED],
+                         ids=[_case_id(c) for c in CASES if c[0] in ORTHOGONALIZED])
+def test_stacked_layers_match_reference(case):
+  name, overrides = case
+  got, want, labels, _ = run_both(name, overrides, tied=True, steps=10, stacked=True)
+  assert_close(name, overrides, got, want, labels)
 
 
 # Embeddings of 98k-99k elements: StableAdamW reduces tensors this large in

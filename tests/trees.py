@@ -10,8 +10,11 @@ import optax
 from layeropt_jax.labels import label_params, path_to_str
 
 
-def qwen3_params(tied: bool, seed: int = 0, num_layers: int = 2, vocab: int = 48):
-  """A tiny tree with Qwen3's parameter names and shapes (head_dim != H/heads)."""
+def qwen3_params(tied: bool, seed: int = 0, num_layers: int = 2, vocab: int = 48,
+                 stacked: bool = False):
+  """A tiny tree with Qwen3's parameter names and shapes (head_dim != H/heads);
+  `stacked`: the layers as one tree whose every leaf has a leading layer
+  axis, as `nnx.scan` or levanter's `Stacked` hold them."""
   hidden, heads, kv_heads, head_dim, inter = 24, 4, 2, 8, 40
   shapes = {
       "self_attn": {
@@ -33,7 +36,9 @@ def qwen3_params(tied: bool, seed: int = 0, num_layers: int = 2, vocab: int = 48
   tree = {
       "model": {
           "embed_tokens": {"embedding": (vocab, hidden)},
-          "layers": [shapes] * num_layers,
+          "layers": (jax.tree.map(lambda s: (num_layers, *s), shapes,
+                                  is_leaf=lambda x: isinstance(x, tuple))
+                     if stacked else [shapes] * num_layers),
           "norm": {"scale": (hidden,)},
       }
   }
@@ -42,7 +47,7 @@ def qwen3_params(tied: bool, seed: int = 0, num_layers: int = 2, vocab: int = 48
   rng = np.random.default_rng(seed)
   return jax.tree.map(
       lambda s: jnp.asarray(
-          1.0 + 0.1 * rng.standard_normal(s) if len(s) == 1
+          1.0 + 0.1 * rng.standard_normal(s) if len(s) == 1 or (stacked and len(s) == 2)
           else 0.05 * rng.standard_normal(s), jnp.float32),
       tree, is_leaf=lambda x: isinstance(x, tuple))
 
