@@ -84,7 +84,7 @@ def test_random_trees_agree_with_reference(case):
   for k, want in ref_p.items():
     want = want - trees.flat(params)[k]
     orthogonal = (name in ("aovs", "muon") and hp.get("orthogonalize", True)
-                  and reference.is_hidden_matrix(want, labels[k]))
+                  and reference.is_hidden_matrix(k, want, labels[k]))
     tol = 3e-3 if orthogonal else 1e-4
     np.testing.assert_allclose(change[k], want, rtol=tol,
                                atol=tol * np.max(np.abs(want)) + 1e-12,
