@@ -77,6 +77,32 @@ def test_resume_conflicts_and_interrupted_saves(tmp_path, data_cache):
   assert without_timing(records(workdir)) == expected
 
 
+def test_a_signal_checkpoints_the_step_in_flight(tmp_path, data_cache):
+  """Ctrl-C (SIGINT) and a preempted job's SIGTERM between checkpoints: the
+  steps in flight finish and are checkpointed, the exit code is 128 + the
+  signal, the last line names that step, and a rerun ends as the
+  uninterrupted run."""
+  args = [*SHORT, "--checkpoint-every", "100"]  # none but the last step's
+  uninterrupted = tmp_path / "uninterrupted"
+  run(command(uninterrupted, *args), data_cache)
+  expected = without_timing(records(uninterrupted))
+  for sig in (signal.SIGINT, signal.SIGTERM):
+    workdir = tmp_path / sig.name
+    metrics_file = workdir / "metrics.jsonl"
+    past_step_20 = lambda: metrics_file.is_file() and metrics_file.read_text().count("\n") >= 10
+    returncode, stderr = kill_when(command(workdir, *args), data_cache, past_step_20, sig=sig)
+    assert returncode == 128 + sig, stderr[-2000:]
+    assert "Traceback" not in stderr
+    stopped = re.fullmatch(r"interrupted: rerun the same command to resume from step (\d+)",
+                           stderr.strip().splitlines()[-1])
+    step = int(stopped.group(1))
+    assert 20 <= step < 60
+    assert [p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()] == [str(step)]
+    rerun = run(command(workdir, *args), data_cache)
+    assert f"step {step}" in rerun.stderr
+    assert without_timing(records(workdir)) == expected
+
+
 def test_a_run_writes_tensorboard_events_a_profile_and_a_summary(tmp_path, data_cache):
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -12,7 +12,9 @@ import dataclasses
 import logging
 import os
 import pathlib
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -179,12 +181,16 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
   bar = tqdm.tqdm(total=config.steps, initial=first, unit="step", disable=not (
       is_main and config.progress))
   try:
-    state, val_loss = _train_loop(configs, trainer, state, first, iterators, val_batches,
-                                  checkpoints, logs if is_main else None, bar, on_step,
-                                  (start_time, setup_time))
-  except KeyboardInterrupt:
+    with _StopSignals() as stop:
+      state, val_loss = _train_loop(configs, trainer, state, first, iterators, val_batches,
+                                    checkpoints, logs if is_main else None, bar, on_step,
+                                    (start_time, setup_time), stop)
+  except KeyboardInterrupt:  # a second Ctrl-C: stop now, at the last checkpoint
     checkpoints.close()  # an async save in flight completes; none is left half-written
-    raise Interrupted(checkpoints.latest_step() or 0) from None
+    raise Interrupted(checkpoints.latest_step() or 0, signal.SIGINT) from None
+  except Interrupted:
+    checkpoints.close()  # the interrupted step's save completes
+    raise
   finally:
     bar.close()
     for log_file in logs:
@@ -226,10 +232,12 @@ def _initial_state(config: TrainConfig, trainer: step.Trainer,
 
 
 def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoints,
-                logs, bar, on_step, times):
+                logs, bar, on_step, times, stop):
   """Steps from `first` to the last, logging (to `logs`, the main process's
   metrics files, or None), evaluating and checkpointing on the way; returns
-  the final state and the last validation losses (None if none was due)."""
+  the final state and the last validation losses (None if none was due).
+  After a signal `stop` caught, the steps in flight finish and are
+  checkpointed, then `Interrupted` names that step."""
   config = configs[0]
   start_time, setup_time = times
   val_loss = None
@@ -265,9 +273,11 @@ def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoi
       bar.set_postfix(loss=f"{losses.mean():.3f}",
                       tok_s=f"{len(configs) * config.tokens_per_step / step_time:.0f}")
       last_time, last_step = time.perf_counter(), i
-    if i % config.checkpoint_every == 0 or i == config.steps:
+    if i % config.checkpoint_every == 0 or i == config.steps or stop.received:
       checkpoints.save(i, state, {str(seed): iterator.get_state()
                                   for seed, iterator in iterators.items()})
+    if stop.received:
+      raise Interrupted(i, stop.received)
     bar.update(n)
     if on_step is not None:
       on_step(i)
@@ -324,11 +334,41 @@ def _finish(c: TrainConfig, log_file: metrics.MetricsLog, val_loss: float,
 
 
 class Interrupted(Exception):
-  """Training stopped by Ctrl-C; `step` is the checkpoint a rerun resumes from."""
+  """Training stopped by a signal; `step` is the checkpoint a rerun resumes from."""
 
-  def __init__(self, step: int):
-    super().__init__(step)
-    self.step = step
+  def __init__(self, step: int, signum: int = signal.SIGINT):
+    super().__init__(step, signum)
+    self.step, self.signum = step, signum
+
+
+class _StopSignals:
+  """SIGINT (Ctrl-C) and SIGTERM (a preempted job) while training: the
+  steps in flight finish and are checkpointed before the run stops. A second
+  signal gets the previous handler (Ctrl-C twice stops at once, at the last
+  checkpoint). Only the main thread can take signals: elsewhere, nothing."""
+
+  def __init__(self):
+    self.received: int | None = None
+    self.previous: dict[int, Any] = {}
+
+  def __enter__(self) -> _StopSignals:
+    if threading.current_thread() is threading.main_thread():
+      self.previous = {sig: signal.signal(sig, self._take)
+                       for sig in (signal.SIGINT, signal.SIGTERM)}
+    return self
+
+  def _take(self, signum: int, frame: Any) -> None:
+    del frame
+    self.received = signum
+    self._restore()
+
+  def _restore(self) -> None:
+    for sig, handler in self.previous.items():
+      signal.signal(sig, handler)
+    self.previous = {}
+
+  def __exit__(self, *exc_info) -> None:
+    self._restore()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -343,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
   except Interrupted as e:
     print(f"interrupted: rerun the same command to resume from step {e.step}",
           file=sys.stderr)
-    sys.exit(130)
+    sys.exit(128 + e.signum)
 
 
 if __name__ == "__main__":
