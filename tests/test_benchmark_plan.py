@@ -149,7 +149,7 @@ def test_a_group_trains_in_parts_that_the_workers_share(monkeypatch, tmp_path):
 
 def test_ctrl_c_of_a_suite_says_how_to_resume(monkeypatch, tmp_path, capsys):
   from train.benchmark import __main__ as cli
-  from train.train import Interrupted
+  from train.stopping import Interrupted
 
   def interrupted(*args, **kwargs):
     raise Interrupted(400)
@@ -196,7 +196,7 @@ def test_the_suite_bar_counts_earlier_steps_but_rates_only_new_ones(monkeypatch,
 def test_a_groups_checkpoints_are_removed_when_it_finishes(monkeypatch, tmp_path,
                                                           interrupted):
   """They only serve resuming: a finished group's go, an interrupted one's stay."""
-  from train.train import Interrupted
+  from train.stopping import Interrupted
   configs = [SMOKE.config(SMOKE.methods[0], lr, 0, tmp_path) for lr in (1e-3, 2e-3)]
   checkpoints = []
 

@@ -103,6 +103,33 @@ def test_a_signal_checkpoints_the_step_in_flight(tmp_path, data_cache):
     assert without_timing(records(workdir)) == expected
 
 
+def test_a_diverged_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(
+    tmp_path, data_cache):
+  """--lr 1e8: the loss stops being finite, the skip limit runs out, the
+  run stops at the step that applied a non-finite update, exit code 1, one
+  line; no checkpoint, metrics line or plot from that step on, no
+  tensorboardX warnings."""
+  workdir = tmp_path / "diverged"
+  result = subprocess.run(command(workdir, *SHORT, "--lr", "1e8",
+                                  "--max-consecutive-nonfinite", "3"),
+                          cwd=REPO, env=environment(data_cache), capture_output=True,
+                          text=True, timeout=600)
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr and "NaN or Inf" not in result.stderr
+  diverged = re.fullmatch(
+      r"diverged: the loss stopped being finite: step (\d+) applied a non-finite update "
+      r"after 3 skipped steps in a row \(--max-consecutive-nonfinite\); try a lower --lr "
+      r"\(now 1e\+08\)\. The last good checkpoint is (step (\d+)|none); nothing after "
+      r"it was saved", own_lines(result.stderr)[-1])
+  step = int(diverged.group(1))
+  saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert all(s < step for s in saved)
+  assert diverged.group(3) == (str(saved[-1]) if saved else None)
+  logged = records(workdir)
+  assert all(r["step"] < step for r in logged) and "done" not in str(logged)
+  assert not (workdir / "loss_curve.png").exists()
+
+
 def test_a_run_writes_tensorboard_events_a_profile_and_a_summary(tmp_path, data_cache):
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

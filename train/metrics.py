@@ -4,6 +4,7 @@ TensorBoard event files in the workdir, and the loss-curve plot."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import sys
@@ -48,8 +49,10 @@ class MetricsLog:
       return
     if self._events is None:
       self._events = _summary_writer()(str(self.path.parent), purge_step=self._purge_step)
+    # A skipped step's non-finite loss is in metrics.jsonl; TensorBoard's
+    # curves keep the finite points (tensorboardX warns on every other).
     for name, value in record.items():
-      if name != "step" and isinstance(value, (int, float)):
+      if name != "step" and isinstance(value, (int, float)) and math.isfinite(value):
         self._events.add_scalar(name, value, record["step"])
 
   def close(self) -> None:

@@ -84,6 +84,12 @@ def nonfinite_steps(opt_state: Any) -> jax.Array:
   return _if_finite_state(opt_state).total_notfinite
 
 
+def consecutive_nonfinite(opt_state: Any) -> jax.Array:
+  """Non-finite steps in a row up to the one that produced `opt_state`: past
+  `max_consecutive_nonfinite` the update was applied regardless."""
+  return _if_finite_state(opt_state).notfinite_count
+
+
 def component_metrics(opt_state: Any) -> dict[str, jax.Array]:
   """Each component's norms of the last step ({} without them)."""
   if isinstance(opt_state, layeropt_jax.ComponentMetricsState):

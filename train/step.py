@@ -213,6 +213,7 @@ class Trainer:
     return TrainState(params, opt_state), {
         "loss": value, "lr": optim.learning_rate(opt_state),
         "nonfinite_steps": optim.nonfinite_steps(opt_state),
+        "consecutive_nonfinite": optim.consecutive_nonfinite(opt_state),
         "components": optim.component_metrics(opt_state)}
 
   def global_batch(self, local_rows: np.ndarray) -> jax.Array:

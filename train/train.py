@@ -14,7 +14,6 @@ import os
 import pathlib
 import signal
 import sys
-import threading
 import time
 from typing import Any
 
@@ -26,6 +25,7 @@ import tqdm
 from layeropt_jax import get_optimizer
 from train import checkpoint, data, hf, metrics, optim, step
 from train.config import TrainConfig, from_args
+from train.stopping import Diverged, Interrupted, StopSignals, check_finite
 
 log = logging.getLogger("train")
 
@@ -181,15 +181,15 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
   bar = tqdm.tqdm(total=config.steps, initial=first, unit="step", disable=not (
       is_main and config.progress))
   try:
-    with _StopSignals() as stop:
+    with StopSignals() as stop:
       state, val_loss = _train_loop(configs, trainer, state, first, iterators, val_batches,
                                     checkpoints, logs if is_main else None, bar, on_step,
                                     (start_time, setup_time), stop)
   except KeyboardInterrupt:  # a second Ctrl-C: stop now, at the last checkpoint
     checkpoints.close()  # an async save in flight completes; none is left half-written
     raise Interrupted(checkpoints.latest_step() or 0, signal.SIGINT) from None
-  except Interrupted:
-    checkpoints.close()  # the interrupted step's save completes
+  except (Interrupted, Diverged):
+    checkpoints.close()  # a save in flight completes
     raise
   finally:
     bar.close()
@@ -260,6 +260,8 @@ def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoi
                 f"and setup {setup_time:.1f} s, compile and {n} steps "
                 f"{time.perf_counter() - start_time - setup_time:.1f} s)", file=sys.stderr)
     i += n
+    if len(configs) == 1:  # a sweep records a diverged run and goes on
+      check_finite(config, i, n, out, checkpoints)
     profile.after(i, state, bar)
     evaluate = i == config.steps or (config.eval_every and i % config.eval_every == 0)
     if evaluate or i % config.log_every == 0:
@@ -333,44 +335,6 @@ def _finish(c: TrainConfig, log_file: metrics.MetricsLog, val_loss: float,
            val_loss, c.steps, f"{c.steps * c.tokens_per_step:,}", elapsed, c.workdir)
 
 
-class Interrupted(Exception):
-  """Training stopped by a signal; `step` is the checkpoint a rerun resumes from."""
-
-  def __init__(self, step: int, signum: int = signal.SIGINT):
-    super().__init__(step, signum)
-    self.step, self.signum = step, signum
-
-
-class _StopSignals:
-  """SIGINT (Ctrl-C) and SIGTERM (a preempted job) while training: the
-  steps in flight finish and are checkpointed before the run stops. A second
-  signal gets the previous handler (Ctrl-C twice stops at once, at the last
-  checkpoint). Only the main thread can take signals: elsewhere, nothing."""
-
-  def __init__(self):
-    self.received: int | None = None
-    self.previous: dict[int, Any] = {}
-
-  def __enter__(self) -> _StopSignals:
-    if threading.current_thread() is threading.main_thread():
-      self.previous = {sig: signal.signal(sig, self._take)
-                       for sig in (signal.SIGINT, signal.SIGTERM)}
-    return self
-
-  def _take(self, signum: int, frame: Any) -> None:
-    del frame
-    self.received = signum
-    self._restore()
-
-  def _restore(self) -> None:
-    for sig, handler in self.previous.items():
-      signal.signal(sig, handler)
-    self.previous = {}
-
-  def __exit__(self, *exc_info) -> None:
-    self._restore()
-
-
 def main(argv: list[str] | None = None) -> None:
   logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
   for noisy in ("absl", "jax"):
@@ -384,6 +348,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"interrupted: rerun the same command to resume from step {e.step}",
           file=sys.stderr)
     sys.exit(128 + e.signum)
+  except Diverged as e:
+    print(f"diverged: {e}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 from train.benchmark import results, runner, runs
 from train.benchmark.suites import SUITES
 from train.data import default_cache_dir
-from train.train import Interrupted
+from train.stopping import Interrupted
 
 
 def _worker(text: str) -> tuple[int, int]:
