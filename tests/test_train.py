@@ -130,6 +130,17 @@ def test_a_diverged_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(
   assert not (workdir / "loss_curve.png").exists()
 
 
+def test_a_sweep_records_a_diverged_run_and_goes_on(tmp_path, data_cache):
+  """In a sweep (the benchmark's groups, down to one run) divergence is a
+  result: the run finishes, its final loss NaN, as the learning-rate choice
+  ranks it."""
+  config = from_args(["--workdir", str(tmp_path / "run"), *SHORT, "--lr", "1e8",
+                      "--max-consecutive-nonfinite", "3", "--cache-dir", str(data_cache)])
+  train_sweep([config], tmp_path / "sweep")
+  done = records(tmp_path / "run")[-1]
+  assert done["event"] == "done" and np.isnan(done["val_loss"])
+
+
 def test_a_run_writes_tensorboard_events_a_profile_and_a_summary(tmp_path, data_cache):
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

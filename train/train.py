@@ -184,7 +184,8 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
     with StopSignals() as stop:
       state, val_loss = _train_loop(configs, trainer, state, first, iterators, val_batches,
                                     checkpoints, logs if is_main else None, bar, on_step,
-                                    (start_time, setup_time), stop)
+                                    (start_time, setup_time), stop,
+                                    stop_if_diverged=sweep_dir is None)
   except KeyboardInterrupt:  # a second Ctrl-C: stop now, at the last checkpoint
     checkpoints.close()  # an async save in flight completes; none is left half-written
     raise Interrupted(checkpoints.latest_step() or 0, signal.SIGINT) from None
@@ -232,12 +233,14 @@ def _initial_state(config: TrainConfig, trainer: step.Trainer,
 
 
 def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoints,
-                logs, bar, on_step, times, stop):
+                logs, bar, on_step, times, stop, stop_if_diverged):
   """Steps from `first` to the last, logging (to `logs`, the main process's
   metrics files, or None), evaluating and checkpointing on the way; returns
   the final state and the last validation losses (None if none was due).
   After a signal `stop` caught, the steps in flight finish and are
-  checkpointed, then `Interrupted` names that step."""
+  checkpointed, then `Interrupted` names that step. With `stop_if_diverged`
+  (a run alone, not a sweep, whose grids are meant to reach divergence and
+  record it), a step that applied a non-finite update raises `Diverged`."""
   config = configs[0]
   start_time, setup_time = times
   val_loss = None
@@ -260,7 +263,7 @@ def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoi
                 f"and setup {setup_time:.1f} s, compile and {n} steps "
                 f"{time.perf_counter() - start_time - setup_time:.1f} s)", file=sys.stderr)
     i += n
-    if len(configs) == 1:  # a sweep records a diverged run and goes on
+    if stop_if_diverged:
       check_finite(config, i, n, out, checkpoints)
     profile.after(i, state, bar)
     evaluate = i == config.steps or (config.eval_every and i % config.eval_every == 0)
