@@ -99,19 +99,20 @@ def _compile(rules: MatrixRules) -> list[tuple[re.Pattern[str], MuonDimensionNum
   return compiled
 
 
+def _listed(axes: Sequence[int] | int) -> tuple[int, ...]:
+  return (axes,) if isinstance(axes, int) else tuple(axes)
+
+
 def _axes(axes: Sequence[int] | int, ndim: int) -> tuple[int, ...]:
-  return tuple(a % ndim for a in ((axes,) if isinstance(axes, int) else axes))
+  return tuple(a % ndim for a in _listed(axes))
 
 
 def _check_layout(path: str, shape: tuple[int, ...],
                   numbers: MuonDimensionNumbers) -> str | None:
   """Why `numbers` cannot read `shape` as matrices, or None if it can."""
   ndim = len(shape)
-  axes = ([numbers.reduction_axis] if isinstance(numbers.reduction_axis, int)
-          else list(numbers.reduction_axis)) + (
-              [numbers.output_axis] if isinstance(numbers.output_axis, int)
-              else list(numbers.output_axis))
-  if not axes or any(not -ndim <= a < ndim for a in axes):
+  if any(not -ndim <= a < ndim
+         for a in _listed(numbers.reduction_axis) + _listed(numbers.output_axis)):
     return f"{path} {shape}: axes {numbers} out of range"
   reduction, output = _axes(numbers.reduction_axis, ndim), _axes(numbers.output_axis, ndim)
   if not reduction or not output or set(reduction) & set(output):

@@ -33,7 +33,6 @@ class Diverged(Exception):
         f"{config.lr:g}). The last good checkpoint is "
         + (f"step {last_checkpoint}" if last_checkpoint is not None else "none")
         + "; nothing after it was saved")
-    self.step = step
 
 
 class StopSignals:
