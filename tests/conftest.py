@@ -2,14 +2,13 @@ import os
 
 import pytest
 
-from train.hardware import accelerators
+from train.hardware import compilers
 
-# The tests run on the CPU, and compile for TPUs and GPUs only ahead of time:
-# jax starts no other backend, and libtpu (of the aot extra) knows it is on
-# no TPU VM. Set before the first jax import; the processes tests start
-# inherit it.
-for name, value in accelerators.TARGET_ENVIRONMENT.items():
-  os.environ.setdefault(name, value)
+# The tests compile for TPUs and GPUs ahead of time in this process too, so
+# it puts their compilers on its path (before the first jax import), with
+# the CPU as its only runtime backend. The processes tests start do not see
+# them, as no process a user starts does.
+compilers.use()
 # Simulated CPU devices for the parallel tests; must precede the first jax import.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 # Many tests (and the training processes they start, which inherit it) compile

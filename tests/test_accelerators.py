@@ -2,7 +2,6 @@
 (`python -m train.memory --target`), and the chip table it reads."""
 
 import dataclasses
-import importlib.metadata
 import json
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from train import step
-from train.hardware import accelerators, memory_results
+from train.hardware import accelerators, compilers, memory_results
 from train.config import from_args
 
 from tests.helpers import REPO, own_lines
@@ -163,25 +162,33 @@ def test_a_bad_target_is_one_line(tmp_path):
     assert line.startswith(f"error: {message}"), line
 
 
-def test_a_missing_or_unmatched_compiler_says_which_version_to_install(monkeypatch):
+def test_a_missing_or_unmatched_compiler_says_how_to_install_it(monkeypatch):
   versions = {"libtpu": None, "jax-cuda12-plugin": "0.4.1"}
-  installed = importlib.metadata.version
-
-  def version(name):
-    if name not in versions:
-      return installed(name)
-    if versions[name] is None:
-      raise importlib.metadata.PackageNotFoundError(name)
-    return versions[name]
-
-  monkeypatch.setattr(accelerators.importlib.metadata, "version", version)
+  monkeypatch.setattr(compilers, "installed_version", versions.get)
   jax_version = jax.__version__
-  with pytest.raises(accelerators.CompilerMissing, match=r"libtpu==0\.0\.\d+\.\*.*none is "
-                                                         r"installed: pip install 'libtpu=="):
-    accelerators.check_compiler(accelerators.parse_target("v5e:2x2"))
-  with pytest.raises(accelerators.CompilerMissing,
-                     match=rf"jax-cuda12-plugin.*{jax_version}.*0\.4\.1 is installed"):
-    accelerators.check_compiler(accelerators.parse_target("h100:1"))
+  with pytest.raises(compilers.CompilerMissing, match=r"libtpu==0\.0\.\d+\.\*.*none is "
+                                                      r"installed in .*: python -m "
+                                                      r"train\.hardware\.compilers$"):
+    accelerators.target_devices(accelerators.parse_target("v5e:2x2"))
+  with pytest.raises(compilers.CompilerMissing,
+                     match=rf"jax-cuda12-plugin=={jax_version}.*0\.4\.1 is installed"):
+    accelerators.target_devices(accelerators.parse_target("h100:1"))
+
+
+def test_the_compilers_are_the_versions_jax_pins_and_only_target_compiles_see_them():
+  from packaging.requirements import Requirement
+
+  for requirement in map(Requirement, compilers.requirements()):
+    assert compilers.installed_version(requirement.name) in requirement.specifier
+  assert str(compilers.directory()) in sys.path  # this process compiles for targets
+  child = subprocess.run([sys.executable, "-c", "import sys, importlib.util; "
+                          "print(importlib.util.find_spec('libtpu'), "
+                          "importlib.util.find_spec('jax_cuda12_plugin'))"],
+                         capture_output=True, text=True, check=True)
+  assert child.stdout.split() == ["None", "None"]
+  environment = compilers.environment({"PYTHONPATH": "/elsewhere"})
+  assert environment["PYTHONPATH"] == f"{compilers.directory()}:/elsewhere"
+  assert environment["JAX_PLATFORMS"] == "cpu"
 
 
 def test_the_committed_accelerator_report_is_its_json():

@@ -9,15 +9,16 @@ compilation), with the TPU compiler of `libtpu` or the GPU compiler of the
 CUDA plugin, and no chip present. A target is named as libtpu names TPU
 topologies (`v5e:2x4`, `v6e:2x2`, `v5p:2x2x2`, `v4:2x2x1`, ...) or as
 `h100:N` / `h200:N` for N GPUs, 8 per host. The process that calls it must
-have been started with `TARGET_ENVIRONMENT`.
+have the compilers on its path (`train.hardware.compilers`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import math
 import re
+
+from train.hardware import compilers
 
 GiB = 2**30
 GPUS_PER_HOST = 8
@@ -109,54 +110,6 @@ def parse_target(name: str, slices: int = 1) -> Target:
   return Target(name, chip, slices)
 
 
-class CompilerMissing(Exception):
-  """The compiler of a target is not installed, or not in the version jax needs."""
-
-
-def _required_version(package: str, extra: str) -> str:
-  """The versions of `package` that the installed jax's `extra` asks for."""
-  from packaging.requirements import Requirement
-
-  for requirement in map(Requirement, importlib.metadata.requires("jax") or ()):
-    if (requirement.name == package and requirement.marker is not None
-        and requirement.marker.evaluate({"extra": extra})):
-      bounds = {spec.version for spec in requirement.specifier}
-      pinned = len(bounds) == 1 and {s.operator for s in requirement.specifier} == {">=", "<="}
-      return f"=={bounds.pop()}" if pinned else str(requirement.specifier)
-  return f"=={importlib.metadata.version('jax')}"
-
-
-def check_compiler(target: Target) -> None:
-  """Raises a one-line `CompilerMissing` unless the compiler for `target` (libtpu,
-  or the CUDA plugin) is installed in the version the installed jax needs."""
-  from packaging.specifiers import SpecifierSet
-
-  package, extra = ("libtpu", "tpu") if target.platform == "tpu" else (
-      "jax-cuda12-plugin", "cuda12")
-  wanted = _required_version(package, extra)
-  try:
-    installed = importlib.metadata.version(package)
-  except importlib.metadata.PackageNotFoundError:
-    installed = None
-  if installed is None or installed not in SpecifierSet(wanted):
-    have = "none is installed" if installed is None else f"{installed} is installed"
-    raise CompilerMissing(
-        f"--target {target.name} compiles with {package}{wanted} (what jax "
-        f"{importlib.metadata.version('jax')}'s {extra} extra pins), but {have}: "
-        f"pip install '{package}{wanted}', or the project's aot extra")
-
-
-# The environment of a process that compiles for a target: the CPU as its
-# only runtime backend; libtpu told it runs on no TPU VM (else it logs that it
-# cannot find one; the topology it compiles for is given explicitly), and
-# that other processes may load it at once (it owns the chips of a TPU VM,
-# and of compile-only topologies would otherwise allow one process at a time).
-TARGET_ENVIRONMENT = {"JAX_PLATFORMS": "cpu", "TPU_SKIP_MDS_QUERY": "1",
-                      "TPU_WORKER_HOSTNAMES": "localhost",
-                      "TPU_ACCELERATOR_TYPE": "v5litepod-8",
-                      "ALLOW_MULTIPLE_LIBTPU_LOAD": "1"}
-
-
 def _gpu_target_config(chip: Chip) -> str:
   """XLA's GpuTargetConfigProto (text format) of an NVIDIA chip."""
   g = chip.gpu
@@ -193,7 +146,7 @@ def target_devices(target: Target) -> list:
   import jax
   from jax.experimental import topologies
 
-  check_compiler(target)
+  compilers.check(target.platform, target.name)
   if target.platform == "cuda":
     hosts = max(1, target.gpus // GPUS_PER_HOST)
     topology = topologies.get_topology_desc(

@@ -15,7 +15,7 @@ their total (the donated state counted once) and XLA's peak. Nothing is
 allocated: the step is compiled against abstract arrays, in a fresh process.
 `--devices N` simulates N CPU devices. `--target` compiles for the chips of a
 TPU slice or of NVIDIA GPUs with their own compilers (`train.hardware.accelerators`;
-the `aot` extra installs them): the figures are that compiler's estimate for
+`python -m train.hardware.compilers` installs them): the figures are that compiler's estimate for
 the chip, and it fits if what a device must hold (XLA's peak on a TPU, which
 its compiler checks; the total on a GPU, which its runtime allocates) is
 within the chip's HBM (`train.hardware.accelerators.CHIPS`). A step the TPU compiler
@@ -149,12 +149,12 @@ def measured(train_flags: list[str], devices: int | None = None, target: str | N
              slices: int = 1, runs: int = 1) -> dict:
   """`step_memory` in a fresh process, on `devices` simulated CPU devices or
   for `target`'s chips."""
-  from train.hardware import accelerators
+  from train.hardware import compilers
 
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   where = []
   if target is not None:
-    env.update(accelerators.TARGET_ENVIRONMENT)
+    env = compilers.environment(env)
     where = ["--target", target, "--slices", str(slices)]
   elif devices is not None:
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
   # Set by `measured` for the process it starts: compile here and now.
   p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
   args, train_flags = p.parse_known_args(argv)
-  from train.hardware import accelerators
+  from train.hardware import accelerators, compilers
   try:
     if args.target is not None:
       accelerators.parse_target(args.target, args.slices)  # before any process starts
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
       where = dict(devices=args.devices, target=args.target, slices=args.slices,
                    runs=args.runs)
       result = fit(train_flags, **where) if args.fit else measured(train_flags, **where)
-  except (ValueError, accelerators.CompilerMissing) as e:
+  except (ValueError, compilers.CompilerMissing) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   if args.json == "-":
