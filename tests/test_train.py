@@ -16,9 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from layeropt_jax import OPTIMIZERS
-from train import checkpoint, model, step
+from train import checkpoint, model, optim, step
 from train.config import TrainConfig, from_args, parser
-from train.train import preflight, train, train_sweep
+from train.stopping import Diverged, check_finite
+from train.train import _initial_params, preflight, train, train_sweep
 
 from tests.helpers import (
     REPO, SHORT, TINY, command, environment, kill_when, one_device_mesh, own_lines, records,
@@ -128,6 +129,55 @@ def test_a_diverged_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(
   logged = records(workdir)
   assert all(r["step"] < step for r in logged) and "done" not in str(logged)
   assert not (workdir / "loss_curve.png").exists()
+
+
+def test_a_validation_loss_that_is_not_finite_stops_a_run(tmp_path):
+  checkpoints = checkpoint.Checkpoints(tmp_path / "checkpoints", 3)
+  config = from_args(["--workdir", str(tmp_path), "--optimizer", "malao", "--lr", "0.1"])
+  finite_steps = {"consecutive_nonfinite": np.zeros((10, 1))}
+  check_finite(config, 40, 10, finite_steps, np.array([3.2]), checkpoints)
+  with pytest.raises(Diverged, match=re.escape(
+      "the loss stopped being finite: the validation loss at step 40 is inf; try a lower "
+      "--lr (now 0.1) or a lower --opt clip_threshold (now 1). The last good checkpoint is "
+      "none; nothing after it was saved")):
+    check_finite(config, 40, 10, finite_steps, np.array([np.inf]), checkpoints)
+
+
+def test_init_from_a_runs_workdir_starts_a_new_run_from_its_parameters(tmp_path, data_cache):
+  """A finished run seeds a longer one: its parameters, a fresh optimizer and
+  schedule; rerunning it with a larger --steps is refused, naming --init-from."""
+  first = tmp_path / "first"
+  run(command(first, *SHORT), data_cache)
+  with pytest.raises(ValueError, match=re.escape(
+      f"use a new --workdir, with --init-from {first} to start from its parameters")):
+    preflight([from_args(command(first, *SHORT, "--steps", "120")[3:])])
+
+  longer = [*SHORT, "--steps", "120", "--optimizer", "lion", "--init-from", str(first)]
+  run(command(tmp_path / "longer", *longer), data_cache)
+  config = from_args(command(tmp_path / "longer", *longer)[3:])
+  trainer = step.Trainer([config], mesh=one_device_mesh())
+  saved, _ = checkpoint.Checkpoints(first / "checkpoints", 3).restore(
+      60, step.Trainer([from_args(command(first, *SHORT)[3:])],
+                       mesh=one_device_mesh()).abstract_state)
+  for source in (first, first / "checkpoints", first / "checkpoints" / "60"):
+    jax.tree.map(np.testing.assert_array_equal, trainer.init(_initial_params(
+        dataclasses.replace(config, init_from=str(source)))).params, saved.params)
+  # The new run starts where the first ended, on a schedule of its own.
+  ended, started = records(first)[-2], records(tmp_path / "longer")[0]
+  fresh = records(first)[0]  # the first run's own start, from seeded parameters
+  assert abs(started["train_loss"] - ended["train_loss"]) < 0.5 < (
+      fresh["train_loss"] - started["train_loss"])
+  assert started["lr"] == pytest.approx(
+      1e-3 * float(optim.unit_schedule(config)(started["step"] - 1)), rel=1e-6)
+
+  for bad, message in [(tmp_path, "holds no checkpoint"),
+                       (first / "run.json", "is neither a .safetensors file nor a run's")]:
+    with pytest.raises(ValueError, match=re.escape(f"--init-from {bad} {message}")):
+      preflight([from_args(["--workdir", str(tmp_path / "w"), "--init-from", str(bad)])])
+  with pytest.raises(ValueError, match="the checkpoint's parameters are not the model's "
+                                       r"\(\d+ differ: model/embed_tokens/embedding"):
+    preflight([from_args(["--workdir", str(tmp_path / "w"), "--config", "small",
+                          "--init-from", str(first)])])
 
 
 def test_a_sweep_records_a_diverged_run_and_goes_on(tmp_path, data_cache):
@@ -349,7 +399,7 @@ def test_init_from_a_hugging_face_checkpoint(tmp_path):
   assert state.opt_state.inner_state.inner_state.count.tolist() == [0]
 
   (tmp_path / "x.bin").write_bytes(b"")
-  with pytest.raises(ValueError, match="is not a .safetensors file"):
+  with pytest.raises(ValueError, match="is neither a .safetensors file nor a run's"):
     preflight([from_args(["--workdir", str(tmp_path / "w"), "--init-from",
                           str(tmp_path / "x.bin")])])
 

@@ -13,10 +13,12 @@ import os
 import pathlib
 from typing import Any
 
+from flax import nnx
 import jax
 import orbax.checkpoint as ocp
 from tokenizers import Tokenizer
 
+from layeropt_jax.labels import path_to_str
 from train import files
 from train.config import TrainConfig
 
@@ -34,11 +36,15 @@ def check_workdir(config: TrainConfig) -> None:
   """
   path = pathlib.Path(config.workdir) / RUN_FILE
   if path.is_file():
-    conflicts = config.conflicts(json.loads(path.read_text()))
+    saved = json.loads(path.read_text())
+    conflicts = config.conflicts(saved)
     if conflicts:
+      longer = any(c.startswith("steps:") for c in conflicts)
       raise ValueError(
           f"workdir {config.workdir} holds another run ({'; '.join(conflicts)}); "
-          "use a new --workdir")
+          "use a new --workdir" + (
+              f", with --init-from {config.workdir} to start from its parameters "
+              "(a fresh optimizer and schedule)" if longer else ""))
 
 
 def _write_once(path: pathlib.Path, content: Any) -> None:
@@ -77,6 +83,85 @@ def check_sweep_dir(sweep_dir: pathlib.Path, configs: list[TrainConfig]) -> None
 def record_sweep(sweep_dir: pathlib.Path, configs: list[TrainConfig]) -> None:
   """Writes which runs the sweep's checkpoints hold to `<sweep_dir>/sweep.json`."""
   _write_once(sweep_dir / SWEEP_FILE, _sweep_runs(configs))
+
+
+def _checkpoint_of(path: pathlib.Path) -> tuple[pathlib.Path, int]:
+  """The checkpoint directory and step that `path` names: a run's workdir or
+  its `checkpoints/` (the latest checkpoint), or one `checkpoints/<step>`."""
+  if (path / "checkpoints").is_dir():
+    path = path / "checkpoints"
+  if path.name.isdigit() and path.is_dir():
+    return path.parent, int(path.name)
+  steps = [int(p.name) for p in path.iterdir() if p.name.isdigit()] if path.is_dir() else []
+  if not steps:
+    raise ValueError(f"--init-from {path} holds no checkpoint (a run's workdir, its "
+                     "checkpoints/ or one checkpoints/<step>, or a .safetensors file)")
+  return path, max(steps)
+
+
+def _open_run_checkpoint(path: pathlib.Path) -> tuple[ocp.CheckpointManager, int]:
+  directory, step = _checkpoint_of(path)
+  return ocp.CheckpointManager(directory.absolute(), item_handlers={
+      "state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()}), step
+
+
+def _params_of_state(state: Any) -> Any:
+  """A saved train state's parameters, each Param's {"value": leaf} as its leaf."""
+  is_param = lambda x: isinstance(x, dict) and set(x) == {"value"}
+  return jax.tree.map(lambda p: p["value"], dict(state["params"]), is_leaf=is_param)
+
+
+def check_init_from(path: str | os.PathLike, template: Any) -> None:
+  """Raises a one-line `ValueError` unless `path` is a `.safetensors` file or
+  holds a run's checkpoint of `template`'s shapes (see `params_of_run`)."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise ValueError(f"--init-from {path} does not exist")
+  if path.is_file():
+    if path.suffix != ".safetensors":
+      raise ValueError(f"--init-from {path} is neither a .safetensors file nor a run's "
+                       "workdir or checkpoint")
+    return
+  manager, step = _open_run_checkpoint(path)
+  saved = _params_of_state(manager.item_metadata(step)["state"])
+  manager.close()
+  runs = {leaf.shape[0] for leaf in jax.tree.leaves(saved)}
+  if runs != {1}:
+    raise ValueError(f"--init-from {path}: its checkpoint {step} holds {max(runs)} runs' "
+                     "parameters (a sweep's); start from one run's workdir")
+  shapes = lambda tree, drop: {path_to_str(k): tuple(v.shape)[drop:] for k, v in
+                               jax.tree_util.tree_leaves_with_path(tree)}
+  want, have = shapes(nnx.to_pure_dict(template), 0), shapes(saved, 1)
+  mismatches = [f"{k}: checkpoint {have.get(k)}, model {want.get(k)}"
+                for k in sorted(set(want) | set(have)) if want.get(k) != have.get(k)]
+  if mismatches:
+    raise ValueError(f"--init-from {path}: the checkpoint's parameters are not the "
+                     f"model's ({len(mismatches)} differ: {'; '.join(mismatches[:3])}"
+                     f"{'; ...' if len(mismatches) > 3 else ''})")
+
+
+def params_of_run(path: str | os.PathLike, template: Any) -> Any:
+  """The parameters of a run's checkpoint, to start another run from.
+
+  Args:
+    path: a run's workdir or its `checkpoints/` directory (the latest
+      checkpoint), or one `checkpoints/<step>`.
+    template: the parameter state (`nnx.State`) of the new run's model, whose
+      structure and shapes the checkpoint's must have.
+
+  Returns:
+    `template` holding the checkpoint's parameters.
+
+  Raises:
+    ValueError: as `check_init_from`.
+  """
+  check_init_from(path, template)
+  manager, step = _open_run_checkpoint(pathlib.Path(path))
+  saved = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  manager.close()
+  first_run = jax.tree.map(lambda x: x[0], _params_of_state(saved.state))
+  nnx.replace_by_pure_dict(template, first_run)
+  return template
 
 
 class Checkpoints:

@@ -71,7 +71,9 @@ class TrainConfig:
   tokenizer: str | None = _field(
       None, "a tokenizer.json to use instead of training a BPE on the data")
   init_from: str | None = _field(
-      None, "a Hugging Face .safetensors checkpoint of --config's shape to start from")
+      None, "parameters to start from (a fresh optimizer and schedule): a Hugging Face "
+      ".safetensors checkpoint of --config's shape, or a run's workdir (its latest "
+      "checkpoint) or one of its checkpoints/<step>")
   cache_dir: str = _field(
       default_cache_dir, "where prepared datasets, tokenizers and token shards are cached",
       kind=PLACEMENT)

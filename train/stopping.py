@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+import layeropt_jax
 from train import checkpoint
 from train.config import TrainConfig
 
@@ -25,12 +26,13 @@ class Interrupted(Exception):
 class Diverged(Exception):
   """A run's loss stopped being finite for longer than it may skip."""
 
-  def __init__(self, step: int, config: TrainConfig, last_checkpoint: int | None):
+  def __init__(self, what: str, config: TrainConfig, last_checkpoint: int | None):
+    clip = layeropt_jax.hyperparameters(config.optimizer).get("clip_threshold")
+    tighter_clip = "" if clip is None else (
+        f" or a lower --opt clip_threshold (now {config.opt.get('clip_threshold', clip):g})")
     super().__init__(
-        f"the loss stopped being finite: step {step} applied a non-finite update "
-        f"after {config.max_consecutive_nonfinite} skipped steps in a row "
-        "(--max-consecutive-nonfinite); try a lower --lr (now "
-        f"{config.lr:g}). The last good checkpoint is "
+        f"the loss stopped being finite: {what}; try a lower --lr (now {config.lr:g})"
+        f"{tighter_clip}. The last good checkpoint is "
         + (f"step {last_checkpoint}" if last_checkpoint is not None else "none")
         + "; nothing after it was saved")
 
@@ -66,12 +68,18 @@ class StopSignals:
 
 
 def check_finite(config: TrainConfig, i: int, n: int, out: dict[str, Any],
-                  checkpoints: checkpoint.Checkpoints) -> None:
+                 val_loss: np.ndarray | None, checkpoints: checkpoint.Checkpoints) -> None:
   """Raises `Diverged` if one of the `n` steps up to `i` applied a
   non-finite update (`max_consecutive_nonfinite` skipped steps in a row were
-  not enough): the parameters are no longer finite, and nothing of them is
-  saved."""
+  not enough), or if step `i`'s validation loss is not finite: nothing of
+  these parameters is saved."""
   in_a_row = np.asarray(out["consecutive_nonfinite"])[:, 0]
   past = np.flatnonzero(in_a_row > config.max_consecutive_nonfinite)
   if past.size:
-    raise Diverged(i - n + int(past[0]) + 1, config, checkpoints.latest_step())
+    raise Diverged(
+        f"step {i - n + int(past[0]) + 1} applied a non-finite update after "
+        f"{config.max_consecutive_nonfinite} skipped steps in a row "
+        "(--max-consecutive-nonfinite)", config, checkpoints.latest_step())
+  if val_loss is not None and not np.isfinite(val_loss).all():
+    raise Diverged(f"the validation loss at step {i} is {float(np.asarray(val_loss)[0])}",
+                   config, checkpoints.latest_step())

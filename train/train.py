@@ -17,13 +17,14 @@ import sys
 import time
 from typing import Any
 
+from flax import nnx
 import grain
 import jax
 import numpy as np
 import tqdm
 
 from layeropt_jax import get_optimizer
-from train import checkpoint, data, hf, metrics, optim, step
+from train import checkpoint, data, hf, metrics, model, optim, step
 from train.config import TrainConfig, from_args
 from train.stopping import Diverged, Interrupted, StopSignals, check_finite
 
@@ -96,11 +97,7 @@ def preflight(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = N
     if config.tokenizer is not None and not pathlib.Path(config.tokenizer).is_file():
       raise ValueError(f"--tokenizer {config.tokenizer} does not exist")
     if config.init_from is not None:
-      if not pathlib.Path(config.init_from).exists():
-        raise ValueError(f"--init-from {config.init_from} does not exist")
-      if not (pathlib.Path(config.init_from).is_file()
-              and config.init_from.endswith(".safetensors")):
-        raise ValueError(f"--init-from {config.init_from} is not a .safetensors file")
+      checkpoint.check_init_from(config.init_from, _param_template(config))
     try:
       get_optimizer(config.optimizer, config.lr, **config.opt)
     except ValueError as e:  # an unknown, mistyped or out-of-range --opt value
@@ -223,13 +220,29 @@ def _initial_state(config: TrainConfig, trainer: step.Trainer,
   iterators moved to where it stood), else a fresh or `--init-from` one."""
   first = checkpoints.latest_step()
   if first is None:
-    return trainer.init(hf.load_hf_params(config.model_config, config.init_from)
-                        if config.init_from else None), 0
+    return trainer.init(_initial_params(config)), 0
   state, data_state = checkpoints.restore(first, trainer.abstract_state)
   for seed, iterator in iterators.items():
     iterator.set_state(data_state[str(seed)])
   log.info("resuming from %s step %d", checkpoints.directory, first)
   return state, first
+
+
+def _initial_params(config: TrainConfig) -> nnx.State | None:
+  """`--init-from`'s parameters (a Hugging Face checkpoint's or a run's), None
+  for seeded ones."""
+  if config.init_from is None:
+    return None
+  if config.init_from.endswith(".safetensors"):
+    return hf.load_hf_params(config.model_config, config.init_from)
+  return checkpoint.params_of_run(config.init_from, _param_template(config))
+
+
+def _param_template(config: TrainConfig) -> nnx.State:
+  """The shapes and dtypes of `config`'s model parameters, allocating nothing."""
+  abstract_model = nnx.eval_shape(
+      lambda: model.Qwen3ForCausalLM(config.model_config, rngs=nnx.Rngs(0)))
+  return nnx.state(abstract_model, nnx.Param)
 
 
 def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoints,
@@ -240,7 +253,8 @@ def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoi
   After a signal `stop` caught, the steps in flight finish and are
   checkpointed, then `Interrupted` names that step. With `stop_if_diverged`
   (a run alone, not a sweep, whose grids are meant to reach divergence and
-  record it), a step that applied a non-finite update raises `Diverged`."""
+  record it), a step that applied a non-finite update, or a validation loss
+  that is not finite, raises `Diverged`."""
   config = configs[0]
   start_time, setup_time = times
   val_loss = None
@@ -263,8 +277,6 @@ def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoi
                 f"and setup {setup_time:.1f} s, compile and {n} steps "
                 f"{time.perf_counter() - start_time - setup_time:.1f} s)", file=sys.stderr)
     i += n
-    if stop_if_diverged:
-      check_finite(config, i, n, out, checkpoints)
     profile.after(i, state, bar)
     evaluate = i == config.steps or (config.eval_every and i % config.eval_every == 0)
     if evaluate or i % config.log_every == 0:
@@ -272,6 +284,9 @@ def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoi
       step_time = (time.perf_counter() - last_time) / (i - last_step)
       if evaluate:
         val_loss = trainer.evaluate(state.params, val_batches)
+    if stop_if_diverged:
+      check_finite(config, i, n, out, val_loss if evaluate else None, checkpoints)
+    if evaluate or i % config.log_every == 0:
       if logs is not None:
         for k, c in enumerate(configs):
           logs[k].write(_record(c, i, k, out, step_time, val_loss if evaluate else None))
