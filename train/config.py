@@ -111,6 +111,9 @@ class TrainConfig:
       10, "at most this many steps per jitted call (cut at every log, evaluation "
       "and checkpoint step)", kind=PLACEMENT, bound="> 0")
   progress: bool = _field(True, "show a progress bar", kind=PLACEMENT)
+  verbose: bool = _field(
+      False, "also print every parameter's label and LR multiplier at start (always "
+      "written to <workdir>/parameters.txt)", kind=PLACEMENT)
   profile_steps: str | None = _field(
       None, "A:B writes a jax.profiler trace of steps A+1 to B to <workdir>/profile "
       "(TensorBoard's profile plugin or Perfetto)", kind=PLACEMENT)
@@ -244,6 +247,8 @@ def _help(field: dataclasses.Field) -> str:
     parts.append(f"one of: {', '.join(meta['choices'])}")
   if default not in (None, {}):
     parts.append(f"default: {default}")
+  elif "default" not in meta["doc"]:
+    parts.append("default: none")
   return "; ".join(parts)
 
 
@@ -253,7 +258,7 @@ def parser() -> argparse.ArgumentParser:
       description="Train a Flax NNX Qwen3 with a layeropt_jax optimizer; rerun the "
                   "same command to resume.")
   p.add_argument("--preset", help=f"a report's setup, applied before the other flags; "
-                                  f"one of: {', '.join(PRESETS)}")
+                                  f"one of: {', '.join(PRESETS)}; default: none")
   for field in dataclasses.fields(TrainConfig):
     name = "--" + flag(field.name)
     if field.name == "opt":

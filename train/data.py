@@ -30,7 +30,6 @@ at step `i` needs nothing but `i`.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import fcntl
@@ -49,7 +48,7 @@ import numpy as np
 from tokenizers import Tokenizer
 import tqdm
 
-from train import corpora, files
+from train import cli, corpora, files
 from train.corpora import BUILDERS, load_split
 from train.tokenizer import EOS, get_tokenizer
 
@@ -337,24 +336,23 @@ def batches(windows, global_batch: int, seed: int,
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(
-      prog="python -m train.data",
-      description="Prepares a dataset for the trainer (its TFDS files, tokenizer and "
-                  "token shards in --cache-dir) without training; rerun to resume.")
-  p.add_argument("--data", required=True, choices=list(BUILDERS))
+  p = cli.parser("train.data", "Prepares a dataset for the trainer (its TFDS files, "
+                 "tokenizer and token shards in --cache-dir) without training; rerun to "
+                 "resume.")
+  p.add_argument("--data", required=True, choices=list(BUILDERS), help="the dataset")
   p.add_argument("--data-dir", help="FineWeb parquet shards (for --data fineweb)")
   p.add_argument("--cache-dir", default=default_cache_dir(),
-                 help="the trainer's --cache-dir; default: %(default)s")
+                 help="the trainer's --cache-dir")
   p.add_argument("--seq-len", type=int, required=True, help="the trainer's --seq-len")
   p.add_argument("--vocab-size", type=int, required=True,
                  help="the model's vocabulary size (of the BPE trained, or at least the "
                       "--tokenizer's)")
   p.add_argument("--tokenizer", help="a tokenizer.json instead of a trained BPE")
   p.add_argument("--data-workers", type=int, default=os.cpu_count(),
-                 help="tokenising processes; default: every core (%(default)s)")
+                 help="tokenising processes (default: every core)")
   p.add_argument("--documents-per-shard", type=int, default=DOCUMENTS_PER_SHARD,
-                 help="documents per token shard; default: %(default)s")
-  p.add_argument("--no-progress", action="store_true")
+                 help="documents per token shard")
+  p.add_argument("--no-progress", action="store_true", help="show no progress bar")
   args = p.parse_args(argv)
   start = time.perf_counter()
   try:

@@ -97,15 +97,31 @@ def component_metrics(opt_state: Any) -> dict[str, jax.Array]:
   return {}
 
 
-def label_summary(config: TrainConfig, params: Any) -> str:
-  """The component label and LR multiplier of every parameter, as a table:
-  what `config.optimizer` applies to `params` (shapes suffice)."""
+def label_rows(config: TrainConfig, params: Any) -> list[layeropt_jax.LabelAssignment]:
+  """The component label and LR multiplier that `config.optimizer` gives
+  every parameter of `params` (shapes suffice)."""
   scales = {**layeropt_jax.hyperparameters(config.optimizer), **config.opt}.get("scales")
-  rows = layeropt_jax.label_table(params, scales=scales)
+  return layeropt_jax.label_table(params, scales=scales)
+
+
+def parameter_table(rows: list[layeropt_jax.LabelAssignment]) -> str:
+  """Every parameter's path, shape, label and multiplier, a line each."""
   width = max(len(row.path) for row in rows)
   return "\n".join(
       f"  {row.path:<{width}}  {str(row.shape):<16} {row.label:<9} x{row.multiplier:g}"
       for row in rows)
+
+
+def component_summary(rows: list[layeropt_jax.LabelAssignment]) -> str:
+  """A line per component label: its tensors, their values and multiplier."""
+  lines = []
+  for label in dict.fromkeys(row.label for row in rows):
+    of_label = [row for row in rows if row.label == label]
+    values = sum(math.prod(row.shape) for row in of_label)
+    multipliers = "/".join(f"x{m:g}" for m in sorted({row.multiplier for row in of_label}))
+    tensors = f"{len(of_label)} tensor{'s' if len(of_label) > 1 else ''}"
+    lines.append(f"  {label:<9} {tensors:>12} {values:>13,} values  {multipliers}")
+  return "\n".join(lines)
 
 
 def state_bytes_per_param(config_name: str, optimizer: str, opt: dict[str, Any]) -> float:

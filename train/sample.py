@@ -10,7 +10,6 @@ when `top_k` > 0, with `jax.random` keyed by `--seed`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import pathlib
@@ -22,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from tokenizers import Tokenizer
 
-from train import checkpoint, step
+from train import cli, checkpoint, step
 from train.config import TrainConfig
 from train.model import Qwen3ForCausalLM
 
@@ -98,13 +97,16 @@ def load(workdir: str | pathlib.Path) -> tuple[Qwen3ForCausalLM, Tokenizer]:
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(prog="python -m train.sample", description=__doc__.splitlines()[0])
-  p.add_argument("--workdir", required=True)
-  p.add_argument("--prompt", required=True)
-  p.add_argument("--max-new-tokens", type=int, default=64)
-  p.add_argument("--temperature", type=float, default=0.0)
-  p.add_argument("--top-k", type=int, default=0)
-  p.add_argument("--seed", type=int, default=0)
+  p = cli.parser("train.sample", __doc__)
+  p.add_argument("--workdir", required=True,
+                 help="a run's workdir: its latest checkpoint and its tokenizer.json")
+  p.add_argument("--prompt", required=True, help="the text to continue")
+  p.add_argument("--max-new-tokens", type=int, default=64, help="tokens generated")
+  p.add_argument("--temperature", type=float, default=0.0,
+                 help="the softmax temperature of sampling; 0 is greedy decoding")
+  p.add_argument("--top-k", type=int, default=0,
+                 help="sample among the k most likely tokens only; 0 keeps them all")
+  p.add_argument("--seed", type=int, default=0, help="the sampling's random seed")
   args = p.parse_args(argv)
   try:
     if args.max_new_tokens < 0:

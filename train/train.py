@@ -24,11 +24,13 @@ import numpy as np
 import tqdm
 
 from layeropt_jax import get_optimizer
-from train import checkpoint, data, hf, metrics, model, optim, step
+from train import checkpoint, data, files, hf, metrics, model, optim, step
 from train.config import TrainConfig, from_args
 from train.stopping import Diverged, Interrupted, StopSignals, check_finite
 
 log = logging.getLogger("train")
+# Every parameter's component label and LR multiplier, in a run's workdir.
+PARAMETERS_FILE = "parameters.txt"
 
 
 def init_distributed(config: TrainConfig) -> None:
@@ -157,8 +159,7 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
   iterators = _data_iterators(windows["train"], configs)
   trainer = step.Trainer(configs)
   if is_main:
-    log.info("parameter labels and LR multipliers of %s:\n%s", config.optimizer,
-             optim.label_summary(config, trainer.abstract_params))
+    _describe_parameters(configs, trainer.abstract_params)
   val_batches = eval_batches(windows["validation"], config, trainer)
   setup_time = time.perf_counter() - start_time
 
@@ -201,6 +202,22 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
     for k, c in enumerate(configs):
       _finish(c, logs[k], float(val_loss[k]), time.perf_counter() - start_time)
   return [pathlib.Path(c.workdir) for c in configs]
+
+
+def _describe_parameters(configs: Sequence[TrainConfig], params: Any) -> None:
+  """Logs a line per component (every parameter with `--verbose`) and writes
+  every parameter's label and multiplier to each run's parameters.txt."""
+  config = configs[0]
+  rows = optim.label_rows(config, params)
+  table = optim.parameter_table(rows)
+  for c in configs:
+    pathlib.Path(c.workdir).mkdir(parents=True, exist_ok=True)
+    files.write_atomically(pathlib.Path(c.workdir) / PARAMETERS_FILE, table + "\n")
+  if config.verbose:
+    log.info("every parameter's label and LR multiplier under %s:\n%s", config.optimizer, table)
+  log.info("%s's LR multipliers by component (every parameter's in %s):\n%s",
+           config.optimizer, pathlib.Path(config.workdir) / PARAMETERS_FILE,
+           optim.component_summary(rows))
 
 
 def _data_iterators(windows, configs: Sequence[TrainConfig]) -> dict[int, Any]:

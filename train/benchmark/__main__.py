@@ -14,6 +14,7 @@ import dataclasses
 import pathlib
 import sys
 
+from train import cli
 from train.benchmark import results, runner, runs
 from train.benchmark.suites import SUITES
 from train.data import default_cache_dir
@@ -42,9 +43,10 @@ def _at_least_one(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(prog="python -m train.benchmark",
-                              description=__doc__.splitlines()[0])
-  p.add_argument("--suite", required=True, choices=sorted(SUITES))
+  p = cli.parser("train.benchmark", __doc__)
+  p.add_argument("--suite", required=True, choices=sorted(SUITES),
+                 help="the suite to run (train/benchmark/suites.py; smoke checks the "
+                      "machinery in minutes)")
   p.add_argument("--runs-dir", default="results/runs",
                  help="the cache of finished runs, <runs-dir>/<suite>/<hash> (committed)")
   p.add_argument("--sweeps-dir", default="runs/benchmark",
@@ -64,8 +66,10 @@ def main(argv: list[str] | None = None) -> None:
                  help="write the results of the finished runs, train nothing")
   p.add_argument("--dry-run", action="store_true",
                  help="configure every run, train one step of the first method")
-  p.add_argument("--dry-run-batch-size", type=int, default=8)
-  p.add_argument("--dry-run-seq-len", type=int, default=32)
+  p.add_argument("--dry-run-batch-size", type=int, default=8,
+                 help="with --dry-run: the batch of the one step trained")
+  p.add_argument("--dry-run-seq-len", type=int, default=32,
+                 help="with --dry-run: the sequence length of that step")
   p.add_argument("--cache-dir", default=default_cache_dir(),
                  help="the data cache (--cache-dir of python -m train.train)")
   p.add_argument("--data-dir", help="FineWeb parquet shards, for the paper suite")

@@ -16,12 +16,13 @@ The directory is `$LAYEROPT_COMPILERS_DIR`, by default
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import os
 import pathlib
 import subprocess
 import sys
+
+from train import cli
 
 # Each compiler and the extra of jax that pins its version. The CUDA plugin
 # without its `with-cuda` extra: compiling needs no CUDA runtime.
@@ -113,15 +114,9 @@ def environment(environ: dict[str, str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(
-      prog="python -m train.hardware.compilers",
-      description="Install the compilers that python -m train.memory --target uses for "
-                  "TPUs and NVIDIA GPUs this machine does not have (libtpu and the CUDA "
-                  "plugin, 1.2 GB), in the versions the installed jax pins, into a "
-                  "directory only those compiles put on their path.")
+  p = cli.parser("train.hardware.compilers", __doc__)
   p.add_argument("--check", action="store_true",
-                 help="print where they are and their versions; install nothing (default: "
-                      "install)")
+                 help="print where they are and their versions, installing nothing")
   args = p.parse_args(argv)
   if not args.check:
     install()

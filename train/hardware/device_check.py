@@ -21,7 +21,6 @@ repetition), for CPU and the tests. Writes `--out` (Markdown) and its JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import subprocess
@@ -29,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from train import markdown
+from train import cli, markdown
 from train.hardware import accelerators
 
 DEFAULT_COMMAND = ["--config", "nano", "--optimizer", "ladm", "--lr", "3e-3", "--steps", "200"]
@@ -170,9 +169,8 @@ def results_markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(prog="python -m train.device_check",
-                              description=__doc__.splitlines()[0])
-  p.add_argument("--out", default="results/device.md")
+  p = cli.parser("train.device_check", __doc__)
+  p.add_argument("--out", default="results/device.md", help="the results written (and their JSON)")
   p.add_argument("--reduced", action="store_true",
                  help="every part small: for CPU and the tests")
   p.add_argument("--steps", type=int, default=10, help="timed steps of the reports' step")

@@ -37,6 +37,8 @@ import subprocess
 import sys
 import time
 
+from train import cli
+
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all")
 _OUT_OF_HBM = re.compile(r"required for .*?\(([\d.]+)G\) exceeds available HBM \(([\d.]+)G\)")
 
@@ -189,6 +191,20 @@ def _size(x: int) -> str:
   return f"{x / 2**30:.2f} GiB" if x >= 2**30 else f"{x / 2**20:.1f} MiB"
 
 
+# Why the two figures differ, as `summary` prints them.
+_PEAK_VERSUS_TOTAL = {
+    "cpu": "  (the total is what the CPU allocates, its temporaries as one block; XLA's "
+           "peak on CPU counts the arguments and outputs live at once, not that block)",
+    "gpu": "  (the total is what the GPU runtime allocates, its temporaries as one block; "
+           "XLA's peak is what is live at once within it)",
+    "tpu": "  (XLA's peak is what is live at once, which the TPU compiler checks against "
+           "HBM; the total counts every buffer as if all were live together)"}
+
+
+def _platform(device_kind: str) -> str:
+  return "cpu" if device_kind == "cpu" else "tpu" if device_kind.startswith("TPU") else "gpu"
+
+
 def summary(r: dict) -> str:
   """The result as the command prints it."""
   where = (f"{r['target']}: {r['devices']} x {r['device_kind']}, {r['processes']} "
@@ -204,6 +220,7 @@ def summary(r: dict) -> str:
         f"per device: arguments {_size(r['arguments'])}, outputs {_size(r['outputs'])}, "
         f"temporaries {_size(r['temporaries'])}, total {_size(r['per_device_bytes'])}; "
         f"XLA's peak {_size(r['peak_bytes'])}")
+    lines.append(_PEAK_VERSUS_TOTAL[_platform(r["device_kind"])])
     if r["hbm_bytes"]:
       verdict = "fits" if r["fits"] else "does not fit"
       lines.append(f"{verdict}: needs {_size(r['required_bytes'])} of "
@@ -224,9 +241,8 @@ def summary(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(
-      prog="python -m train.memory", description=__doc__.splitlines()[0],
-      epilog="Any other flag is one of python -m train.train's.")
+  p = cli.parser("train.memory", __doc__,
+                 epilog="Any other flag is one of python -m train.train's.")
   where = p.add_mutually_exclusive_group()
   where.add_argument("--devices", type=int, help="simulate this many CPU devices")
   where.add_argument("--target", help="compile for these chips: a TPU topology as libtpu "

@@ -14,7 +14,6 @@ preparation's workers included) is sampled from /proc every 20 ms. Writes
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -25,7 +24,7 @@ import sys
 import threading
 import time
 
-from train import files, markdown, provenance
+from train import cli, files, markdown, provenance
 from train.perf import synthetic_fineweb
 
 VOCAB, SEQ_LEN = 2048, 128  # the nano model's vocabulary and the default sequence
@@ -93,12 +92,12 @@ def prepared_counts(output: str) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(prog="python -m train.perf.data_prep",
-                              description=__doc__.splitlines()[0])
+  p = cli.parser("train.perf.data_prep", __doc__)
   p.add_argument("--gigabytes", default="0.25,1", help="corpus sizes, 1e9 bytes of text")
   p.add_argument("--workers", default="1,2", help="worker counts")
-  p.add_argument("--work-dir", default="runs/data_prep")
-  p.add_argument("--out", default="results")
+  p.add_argument("--work-dir", default="runs/data_prep",
+                 help="where the synthetic corpora and their caches are written")
+  p.add_argument("--out", default="results", help="directory of data.md and its JSON")
   args = p.parse_args(argv)
   work = pathlib.Path(args.work_dir).absolute()
   sizes = [float(x) for x in args.gigabytes.split(",")]

@@ -13,10 +13,9 @@ not move.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
-from train import provenance
+from train import cli, provenance
 from train.perf.trainer_step import JaxStep
 
 
@@ -38,14 +37,13 @@ def bench(config_name: str, batch: int, seq: int, reps: int, iters: int) -> dict
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(prog="python -m train.perf.metrics_overhead",
-                              description=__doc__.splitlines()[0])
-  p.add_argument("--configs", default="nano,small")
-  p.add_argument("--batch-size", type=int, default=16)
-  p.add_argument("--seq-len", type=int, default=128)
-  p.add_argument("--reps", type=int, default=7)
-  p.add_argument("--iters", type=int, default=3)
-  p.add_argument("--out", default="results/perf_metrics_overhead.json")
+  p = cli.parser("train.perf.metrics_overhead", __doc__)
+  p.add_argument("--configs", default="nano,small", help="model configs, comma-separated")
+  p.add_argument("--batch-size", type=int, default=16, help="sequences per step")
+  p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence")
+  p.add_argument("--reps", type=int, default=7, help="timed repetitions (the median is kept)")
+  p.add_argument("--iters", type=int, default=3, help="steps per repetition")
+  p.add_argument("--out", default="results/perf_metrics_overhead.json", help="the JSON written")
   args = p.parse_args(argv)
   results = {"configs": {c: bench(c, args.batch_size, args.seq_len, args.reps, args.iters)
                         for c in args.configs.split(",")}}

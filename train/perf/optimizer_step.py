@@ -15,7 +15,6 @@ divided by its time, against a jitted `y = a * x + b` moving as many bytes.
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import time
@@ -26,7 +25,7 @@ import jax.numpy as jnp
 import optax
 
 import layeropt_jax
-from train import model
+from train import cli, model
 from train import provenance
 from train.benchmark.methods import BY_NAME
 
@@ -149,13 +148,14 @@ def bench_tree(tree_name: str, names: list[str], reps: int, iters: int) -> dict[
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(prog="python -m train.perf.optimizer_step",
-                              description=__doc__.splitlines()[0])
-  p.add_argument("--trees", default="nano,qwen3-134m")
-  p.add_argument("--names", default=",".join(layeropt_jax.OPTIMIZERS))
-  p.add_argument("--reps", type=int, default=7)
-  p.add_argument("--iters", type=int, default=3)
-  p.add_argument("--out", default="results/perf_optimizer_step.json")
+  p = cli.parser("train.perf.optimizer_step", __doc__)
+  p.add_argument("--trees", default="nano,qwen3-134m",
+                 help="the model configs whose parameter trees are updated, comma-separated")
+  p.add_argument("--names", default=",".join(layeropt_jax.OPTIMIZERS),
+                 help="optimizers, comma-separated")
+  p.add_argument("--reps", type=int, default=7, help="timed repetitions (the median is kept)")
+  p.add_argument("--iters", type=int, default=3, help="updates per repetition")
+  p.add_argument("--out", default="results/perf_optimizer_step.json", help="the JSON written")
   args = p.parse_args(argv)
   names = args.names.split(",")
   trees = {t: bench_tree(t, names, args.reps, args.iters) for t in args.trees.split(",")}

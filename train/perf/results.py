@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from train import files, markdown
+from train import cli, files, markdown
 from train.benchmark.methods import BY_NAME
 
 RESULTS = pathlib.Path("results")
@@ -109,7 +109,8 @@ def metrics_overhead_section(results: dict) -> list[str]:
   return lines
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+  cli.parser("train.perf.results", __doc__).parse_args(argv)
   optim = json.loads((RESULTS / "perf_optimizer_step.json").read_text())
   trainer = json.loads((RESULTS / "perf_trainer_step.json").read_text())
   state_memory = json.loads((RESULTS / "perf_state_memory.json").read_text())

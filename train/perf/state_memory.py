@@ -13,7 +13,6 @@ moment of its own). Parameters are float32.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import jax
@@ -21,7 +20,7 @@ import jax.numpy as jnp
 
 import layeropt_jax
 from layeropt_jax import registry
-from train import provenance
+from train import cli, provenance
 from train.perf.optimizer_step import param_tree, temp_bytes
 
 SETTINGS = {
@@ -57,11 +56,11 @@ def measure(tree_name: str, names: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(prog="python -m train.perf.state_memory",
-                              description=__doc__.splitlines()[0])
-  p.add_argument("--tree", default="qwen3-134m")
-  p.add_argument("--names", default=",".join(layeropt_jax.OPTIMIZERS))
-  p.add_argument("--out", default="results/perf_state_memory.json")
+  p = cli.parser("train.perf.state_memory", __doc__)
+  p.add_argument("--tree", default="qwen3-134m", help="the model config whose tree is measured")
+  p.add_argument("--names", default=",".join(layeropt_jax.OPTIMIZERS),
+                 help="optimizers, comma-separated")
+  p.add_argument("--out", default="results/perf_state_memory.json", help="the JSON written")
   args = p.parse_args(argv)
   provenance.write_results(args.out, "train.perf.state_memory", argv,
                           measure(args.tree, args.names.split(",")))

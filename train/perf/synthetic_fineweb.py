@@ -11,7 +11,6 @@ give the same files.
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 
@@ -19,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from train import cli
 
 _SYLLABLES = np.asarray(["ka", "lo", "mi", "ne", "ru", "ta", "shi", "po", "ve", "den", "mar",
                          "tis", "ol", "an", "er", "ing", "qu", "bra", "st", "el", "on", "ix"])
@@ -87,11 +88,10 @@ def write(out: str | os.PathLike, total_bytes: int, seed: int = 0,
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(prog="python -m train.perf.synthetic_fineweb",
-                              description=__doc__.splitlines()[0])
+  p = cli.parser("train.perf.synthetic_fineweb", __doc__)
   p.add_argument("--out", required=True, help="directory of the parquet files")
   p.add_argument("--gigabytes", type=float, required=True, help="text to write, in 1e9 bytes")
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--seed", type=int, default=0, help="the text's random seed")
   args = p.parse_args(argv)
   paths = write(args.out, int(args.gigabytes * 1e9), args.seed)
   print(f"wrote {len(paths)} files to {args.out}")

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import multiprocessing
 import os
@@ -27,7 +26,7 @@ import time
 import jax
 import numpy as np
 
-from train import model, step
+from train import cli, model, step
 from train import provenance
 from train.config import TrainConfig
 from train.data import default_cache_dir
@@ -195,17 +194,18 @@ def bench_sweep(runs: int, steps: int, cache_dir: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(prog="python -m train.perf.trainer_step",
-                              description=__doc__.splitlines()[0])
-  p.add_argument("--configs", default="nano,small")
-  p.add_argument("--batch-size", type=int, default=16)
-  p.add_argument("--seq-len", type=int, default=128)
-  p.add_argument("--reps", type=int, default=5)
-  p.add_argument("--iters", type=int, default=3)
-  p.add_argument("--sweep-runs", type=int, default=8)
-  p.add_argument("--sweep-steps", type=int, default=50)
-  p.add_argument("--cache-dir", default=default_cache_dir())
-  p.add_argument("--out", default="results/perf_trainer_step.json")
+  p = cli.parser("train.perf.trainer_step", __doc__)
+  p.add_argument("--configs", default="nano,small", help="model configs, comma-separated")
+  p.add_argument("--batch-size", type=int, default=16, help="sequences per step")
+  p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence")
+  p.add_argument("--reps", type=int, default=5, help="timed repetitions (the median is kept)")
+  p.add_argument("--iters", type=int, default=3, help="steps per repetition")
+  p.add_argument("--sweep-runs", type=int, default=8,
+                 help="runs of the sweep timed against as many runs one after another")
+  p.add_argument("--sweep-steps", type=int, default=50, help="steps of each of those runs")
+  p.add_argument("--cache-dir", default=default_cache_dir(),
+                 help="where the prepared stdlib corpus is cached")
+  p.add_argument("--out", default="results/perf_trainer_step.json", help="the JSON written")
   args = p.parse_args(argv)
   peak = matmul_flops_per_s()
   print(f"dense float32 matmul: {peak / 1e9:.0f} GFLOP/s", flush=True)
