@@ -259,6 +259,19 @@ def test_a_suite_without_its_data_is_a_one_line_error(tmp_path):
   assert own_lines(result.stderr) == [
       "error: --data fineweb needs --data-dir (a directory of parquet shards)"]
 
+def test_a_suite_whose_results_are_not_committed_writes_outside_results(tmp_path):
+  """`--suite smoke` from a checkout writes under runs/benchmark/, never into
+  the committed results/, and says what it covers."""
+  result = subprocess.run([sys.executable, "-m", "train.benchmark", "--suite", "smoke",
+                           "--report-only"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**environment(tmp_path), "PYTHONPATH": str(REPO)}, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.md"))
+  assert written == ["runs/benchmark/results/smoke.md"]
+  assert "a check of the machinery, not of any method" in result.stdout
+  assert [name for name, suite in suites.SUITES.items() if suite.committed] == ["nano"]
+
+
 def test_the_committed_nano_results_are_their_committed_runs(monkeypatch):
   """results/nano.{json,md} are what the results writer makes of
   results/runs/nano; every chosen learning rate lies strictly inside its

@@ -47,11 +47,15 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--suite", required=True, choices=sorted(SUITES),
                  help="the suite to run (train/benchmark/suites.py; smoke checks the "
                       "machinery in minutes)")
-  p.add_argument("--runs-dir", default="results/runs",
-                 help="the cache of finished runs, <runs-dir>/<suite>/<hash> (committed)")
+  p.add_argument("--runs-dir",
+                 help="the cache of finished runs, <runs-dir>/<suite>/<hash> (default: "
+                      "results/runs for a suite whose results are committed, nano; else "
+                      "runs/benchmark/runs)")
   p.add_argument("--sweeps-dir", default="runs/benchmark",
                  help="checkpoints of the groups of runs in training")
-  p.add_argument("--out", default="results", help="where the results are written")
+  p.add_argument("--out", help="where the results are written (default: results for a "
+                                "suite whose results are committed, nano; else "
+                                "runs/benchmark/results)")
   p.add_argument("--worker", default="0/1", type=_worker, metavar="I/N",
                  help="train worker I's share of the suite's runs, N workers sharing "
                       "--runs-dir (a SLURM array, one job per machine), waiting for "
@@ -75,7 +79,10 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--data-dir", help="FineWeb parquet shards, for the paper suite")
   p.add_argument("--tokenizer", help="a tokenizer.json instead of a trained BPE")
   args = p.parse_args(argv)
-  suite, runs_dir = SUITES[args.suite], pathlib.Path(args.runs_dir)
+  suite = SUITES[args.suite]
+  home = pathlib.Path("results" if suite.committed else "runs/benchmark")
+  runs_dir = pathlib.Path(args.runs_dir or home / "runs")
+  out = pathlib.Path(args.out or home / ("" if suite.committed else "results"))
   placement = {"cache_dir": args.cache_dir, "data_dir": args.data_dir}
   suite = dataclasses.replace(suite, train={
       **suite.train, **({"tokenizer": args.tokenizer} if args.tokenizer else {})})
@@ -96,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
           f"the group in training resumes from step {e.step}", file=sys.stderr)
     sys.exit(130)
   # The results are the suite's, however they were (re)generated.
-  results.write(suite, runs.collect(suite, runs_dir), pathlib.Path(args.out),
+  results.write(suite, runs.collect(suite, runs_dir), out,
                 ["--suite", args.suite], placement)
 
 

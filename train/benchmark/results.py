@@ -37,4 +37,4 @@ def write(suite: Suite, variants: dict[str, Any], out: pathlib.Path,
   findings = analysis.analyse(suite, variants)
   files.write_atomically(out / f"{suite.name}.md", render.page(suite, findings, results))
   plots.write(suite, findings, out)
-  print(f"wrote {out / (suite.name + '.md')}")
+  print(f"wrote {out / (suite.name + '.md')}: {suite.description}")

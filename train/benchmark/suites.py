@@ -111,6 +111,9 @@ class Suite:
   # A superseded protocol of this suite, whose verdicts its results' "What
   # changed" table shows beside their own.
   previous: Previous | None = None
+  # Whether its runs and results are committed under results/ (where the
+  # command writes them by default); other suites write under runs/benchmark/.
+  committed: bool = False
 
   def __post_init__(self):
     if self.grid_points % 2 == 0 or self.lr_refine < 1:
@@ -190,7 +193,7 @@ SUITES = {
                    eval_every=200, eval_batches=32, log_every=50, checkpoint_every=500),
         methods=variants_of(), ablations=ABLATIONS, data_multiples=(0.25, 0.5, 1.0, 2.0, 4.0),
         # 0.25x is 500 steps, 50 of them warm-up: still in the early transient.
-        data_fit_from=0.5, previous=NANO_V1,
+        data_fit_from=0.5, previous=NANO_V1, committed=True,
         description="nano Qwen3 (1.05M parameters, vocabulary 2048) on the Python "
                     "standard library corpus, 2000 steps of 16 x 128 tokens (4.1M "
                     "tokens, 1.46 passes over the 2.81M-token train split), cosine "
@@ -264,5 +267,8 @@ SUITES = {
                            description="AdamW's decoupled weight decay 0"),),
         grid_points=3, max_extensions=1, lr_choice_seeds=2, seeds=3,
         data_multiples=(0.5, 1.0, 2.0), data_multiple_seeds=2,
-        description="A check of the machinery: nano Qwen3, 12 steps of 8 x 32 tokens"),
+        description="a check of the machinery, not of any method: AdamW alone through "
+                    "every phase (a 3-point grid, the learning-rate choice, 3 seeds, one "
+                    "ablation, 0.5x to 2x data) on nano Qwen3, 12 steps of 8 x 32 tokens; "
+                    "every claim reads \"not measured yet\""),
 }
