@@ -1,4 +1,5 @@
-"""Sphinx configuration: the methods and the API reference of layeropt_jax.
+"""Sphinx configuration: the methods, the trainer, the benchmark and the API
+reference of layeropt_jax (reStructuredText and, through MyST, Markdown).
 
   sphinx-build -W -b html docs docs/_build
 """
@@ -11,7 +12,11 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "myst_parser",
 ]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+# Markdown headings become link targets, as GitHub renders them.
+myst_heading_anchors = 3
 # Docstrings follow Google style (Args:, Returns:, References:), as optax's.
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False

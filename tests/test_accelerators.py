@@ -193,10 +193,10 @@ def test_the_compilers_are_the_versions_jax_pins_and_only_target_compiles_see_th
 
 def test_the_committed_accelerator_report_is_its_json():
   """results/accelerators.md renders its JSON, which holds every case, and
-  README's table of what fits where is its table."""
+  docs/scale.md's table of what fits where is its table."""
   data = json.loads((REPO / "results" / "accelerators.json").read_text())
   assert (REPO / "results" / "accelerators.md").read_text() == memory_results.accelerator_markdown(data)
-  assert memory_results.fit_table(data) in (REPO / "README.md").read_text()
+  assert memory_results.fit_table(data) in (REPO / "docs" / "scale.md").read_text()
   assert [(c["flags"], c["target"]) for c in data["cases"]] == memory_results.accelerator_cases()
   ladm_v5e = next(c for c in data["cases"]
                   if c["flags"] == ["--preset", "ladm-paper"] and c["target"] == "v5e:2x4")

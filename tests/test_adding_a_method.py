@@ -1,4 +1,4 @@
-"""README's "Adding a method", followed as a user would with a toy method
+"""docs/adding_a_method.md, followed as a user would with a toy method
 defined here, outside the package: its module (the factory below), one
 registry line, its reference case and one benchmark row."""
 

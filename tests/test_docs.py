@@ -1,14 +1,35 @@
-"""The documentation builds from the repository alone, and the wheel is the library."""
+"""The documentation builds from the repository alone, its commands run as
+written, and the wheel is the library."""
 
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 import zipfile
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 import layeropt_jax
 
 from tests.helpers import REPO
+from tests.test_readme import bash_commands, run_quietly, user_environment
+
+# The pages with commands, in the order a reader meets them.
+PAGES = ["trainer.md", "scale.md", "benchmark.md", "performance.md", "adding_a_method.md"]
+# Installing (CI's own step); the hours-long suite, and the smoke suite that
+# tests/test_benchmark_results.py runs in its place; the 134M model's memory,
+# which tests/test_scale.py and tests/test_accelerators.py compile for small
+# configs on the same chips.
+NOT_RUN = {"python -m train.hardware.compilers",
+           "python -m train.benchmark --suite nano",
+           "python -m train.benchmark --suite smoke",
+           "python -m train.memory --preset ladm-paper --devices 8",
+           "python -m train.memory --preset ladm-paper --devices 1 --grad-accum 8 --remat",
+           "python -m train.memory --preset ladm-paper --target v5e:2x4 --fit",
+           "python -m train.memory --preset ladm-paper --target v5e:4x4",
+           "python -m train.memory --preset ladm-paper --target h100:8 --fsdp --json h100.json"}
 
 
 def test_docs_build_without_warnings(tmp_path):
@@ -21,6 +42,33 @@ def test_docs_build_without_warnings(tmp_path):
   assert "MathJax" in methods or "mathjax" in methods
   api = (tmp_path / "api.html").read_text()
   assert "decaying epsilon" in api  # lamvs's docstring, through autodoc
+
+
+def test_the_docs_commands_run(tmp_path, data_cache):
+  """In order, from a scratch directory (so `runs/x` and `results/` are its
+  own), quietly; the placeholders FINEWEB and tokenizer.json become a parquet
+  shard and the tokenizer the first training command saved."""
+  fineweb = tmp_path / "fineweb"
+  fineweb.mkdir()
+  pq.write_table(pa.table({
+      "text": [f"document {i}: the quick brown fox jumps over the lazy dog " * 8
+               for i in range(300)],
+      "id": [f"<urn:uuid:{i}>" for i in range(300)]}), fineweb / "shard-0.parquet")
+  env = user_environment(data_cache)
+  commands = [line for page in PAGES
+              for line in bash_commands((REPO / "docs" / page).read_text())]
+  assert NOT_RUN <= set(commands)
+  ran = []
+  for line in commands:
+    if line in NOT_RUN:
+      continue
+    line = line.replace("FINEWEB", str(fineweb)).replace(
+        "tokenizer.json", str(tmp_path / "runs/x/tokenizer.json"))
+    ran.append((shlex.split(line)[2], run_quietly(shlex.split(line), tmp_path, env).stdout))
+  assert [module for module, _ in ran] == ["train.train", "train.data", "train.sample",
+                                           "train.benchmark", "train.benchmark"]
+  # The paper suite on CPU: every configuration built, one step of the 134M model.
+  assert "dry run of suite paper: 13 methods and 5 ablations configured" in ran[-1][1]
 
 
 def test_api_reference_lists_every_public_name():

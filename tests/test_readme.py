@@ -1,4 +1,5 @@
-"""The README's code blocks and commands run as written; the API documents itself."""
+"""README, the front page: its code and commands run as written and quietly, give what it
+states, and repeat no page of the docs or the results; the API documents itself."""
 
 import inspect
 import os
@@ -7,76 +8,88 @@ import shlex
 import subprocess
 import sys
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 import layeropt_jax
 from train import optim
-from train.benchmark.render import VERDICT_HEADER
 from train.config import from_args
+from train.hardware import compilers
 
 from tests.helpers import REPO, records
 
 README = REPO / "README.md"
-# What CI itself runs (.ci/run); the hours-long suite, and the smoke suite that
-# tests/test_benchmark.py runs in its place; the 134M model's memory
-# reports, which tests/test_scale.py and tests/test_accelerators.py run on a
-# small model.
-CI_STEPS = ("python3 -m venv", "pip install", "python -m pytest")
-LONG = {"python -m train.benchmark --suite nano",
-        "python -m train.benchmark --suite smoke",  # run by tests/test_benchmark.py
-        "python -m train.memory --preset ladm-paper --devices 8",
-        "python -m train.memory --preset ladm-paper --devices 1 --grad-accum 8 --remat",
-        # tests/test_accelerators.py compiles small configs for these chips.
-        "python -m train.memory --preset ladm-paper --target v5e:2x4 --fit",
-        "python -m train.memory --preset ladm-paper --target v5e:4x4",
-        "python -m train.memory --preset ladm-paper --target h100:8 --fsdp --json h100.json"}
+# Setting up is CI's own first steps (.ci/run); the test command is this suite.
+SETUP = ("python3 -m venv", "pip install", "python -m pip", "python -m train.hardware.compilers",
+         "python -m pytest")
+# What no command may print on a machine without an accelerator: a traceback,
+# or a line of jax's plugins (the CUDA plugin, libtpu) failing to start.
+NOISE = re.compile(r"Traceback|cudart|CUDA|cuda|libtpu|TPU|absl::|plugin|^[EWI]\d{4} ", re.M)
 
 
-def test_python_blocks_run():
-  blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-  assert blocks
-  namespace = {}
-  for block in blocks:
-    exec(compile(block, str(README), "exec"), namespace)
+def user_environment(cache):
+  """The environment of a user's shell: none of the tests' settings (the
+  CPU-only platform, simulated devices, the compilers on the path), the
+  checkout importable from a scratch directory, the shared data cache."""
+  own = {*compilers.TARGET_ENVIRONMENT, "XLA_FLAGS"}
+  return {**{k: v for k, v in os.environ.items() if k not in own},
+          "PYTHONPATH": str(REPO), "TFDS_DATA_DIR": str(cache)}
 
 
-def shell_commands():
-  blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), re.S)
+def bash_commands(text):
+  """The command lines of a Markdown text's bash blocks, comments dropped."""
+  blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
   lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
   return [line for line in lines if line]
 
 
-def test_shell_commands_run(tmp_path):
-  """In order, from a scratch directory (so `runs/x` and `results/` are its
-  own); the placeholders FINEWEB and tokenizer.json become a parquet shard
-  and the tokenizer the training command saved."""
-  fineweb = tmp_path / "fineweb"
-  fineweb.mkdir()
-  pq.write_table(pa.table({
-      "text": [f"document {i}: the quick brown fox jumps over the lazy dog " * 8
-               for i in range(300)],
-      "id": [f"<urn:uuid:{i}>" for i in range(300)]}), fineweb / "shard-0.parquet")
-  env = {**os.environ, "PYTHONPATH": str(REPO), "TFDS_DATA_DIR": str(tmp_path / "tfds"),
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-  ran = []
-  for line in shell_commands():
-    if line.startswith(CI_STEPS) or line in LONG:
-      continue
-    line = line.replace("FINEWEB", str(fineweb)).replace(
-        "tokenizer.json", str(tmp_path / "runs/x/tokenizer.json"))
-    args = shlex.split(line)
-    assert args[0] == "python"
-    result = subprocess.run([sys.executable, *args[1:]], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"{line}\n{result.stderr[-3000:]}"
-    ran.append((args[2], result.stdout))
-  assert [module for module, _ in ran] == ["train.train", "train.data", "train.sample",
-                                           "train.benchmark", "train.benchmark"]
-  check_default_run(tmp_path / "runs" / "x")
-  # The paper suite on CPU: every configuration built, one step of the 134M model.
-  assert "dry run of suite paper: 13 methods and 5 ablations configured" in ran[-1][1]
+def run_quietly(args, cwd, env, returncode=0):
+  """Runs `python -m ...` as a user would; asserts its exit code and that its
+  standard error holds nothing but the project's own lines. Returns it."""
+  assert args[0] == "python"
+  result = subprocess.run([sys.executable, *args[1:]], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)
+  assert result.returncode == returncode, f"{shlex.join(args)}\n{result.stderr[-3000:]}"
+  assert not NOISE.search(result.stderr), f"{shlex.join(args)}\n{result.stderr[-3000:]}"
+  return result
+
+
+def test_python_blocks_run_quietly(tmp_path, data_cache):
+  blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+  assert blocks
+  run_quietly(["python", "-c", "\n".join(blocks)], tmp_path, user_environment(data_cache))
+
+
+def test_readme_commands_run_quietly_and_give_what_it_states(tmp_path, data_cache):
+  """README's commands, in order, from a scratch directory, as a user starts
+  them: each exits 0 and prints no traceback and no plugin's log (the
+  compilers for other chips are installed, as in CI); the training run ends
+  with the losses README states, within three of its seeds' standard
+  deviations. Other entry points are as quiet, and a bad flag is one line."""
+  for package, _ in compilers.PACKAGES.values():
+    assert compilers.installed_version(package), f"{package} is not installed, as CI installs it"
+  env = user_environment(data_cache)
+  commands = [line for line in bash_commands(README.read_text()) if not line.startswith(SETUP)]
+  assert [shlex.split(line)[2] for line in commands] == ["train.train", "train.sample"]
+  outputs = [run_quietly(shlex.split(line), tmp_path, env) for line in commands]
+  assert outputs[0].stderr.strip().splitlines()[-1].startswith("done: validation loss")
+  assert outputs[1].stdout.startswith("def ")
+  workdir = tmp_path / "runs" / "x"
+  check_default_run(workdir)
+
+  stated = re.search(r"lowers the training loss from (\S+) to (\S+) nats,\s+validation loss "
+                     r"(\S+) \(seeds 0-4: mean (\S+), standard deviation (\S+)\)",
+                     README.read_text())
+  first, last, val_loss, _, spread = map(float, stated.groups())
+  rows = records(workdir)
+  assert rows[0]["train_loss"] == pytest.approx(first, abs=3 * spread)
+  assert rows[-2]["train_loss"] == pytest.approx(last, abs=3 * spread)
+  assert rows[-1]["val_loss"] == pytest.approx(val_loss, abs=3 * spread)
+  assert (workdir / "parameters.txt").read_text().count("\n") == 46
+
+  run_quietly(["python", "-m", "train.memory", "--config", "nano"], tmp_path, env)
+  bad = run_quietly(["python", "-m", "train.train", "--lr", "-3e-3", "--workdir", "runs/y"],
+                    tmp_path, env, returncode=2)
+  assert bad.stderr.strip().splitlines() == ["error: --lr must be >= 0, got -0.003"]
 
 
 def check_default_run(workdir):
@@ -109,21 +122,38 @@ def test_every_public_function_documents_its_arguments_and_result():
   assert not undocumented
 
 
-def _table(text: str, header: str) -> list[str]:
-  lines = text.splitlines()
-  start = lines.index(header)
-  end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-  return lines[start:end]
+def section(text, title):
+  """The body of a Markdown section, up to the next of its level or above."""
+  return re.search(rf"^## {re.escape(title)}\n(.*?)(?=^#{{1,2}} |\Z)", text, re.S | re.M).group(1)
 
 
-def test_benchmark_headline_is_the_reports():
-  report = (REPO / "results" / "nano.md").read_text()
-  assert _table(README.read_text(), VERDICT_HEADER) == _table(report, VERDICT_HEADER)
+def test_readme_is_a_front_page_that_repeats_no_page():
+  """About 200 lines at most; no sentence of it is a docs page's or a
+  results file's (those are linked); every number of its findings is one of
+  results/nano.md's."""
+  readme = README.read_text()
+  assert len(readme.splitlines()) <= 200
+  elsewhere = "\n".join(p.read_text() for p in [*(REPO / "docs").glob("*.*"),
+                                                *(REPO / "results").glob("*.md")])
+  elsewhere = " ".join(elsewhere.split())
+  prose = re.sub(r"```.*?```", "", readme, flags=re.S)
+  sentences = [" ".join(s.split()) for s in re.split(r"(?<=[.:;])\s", prose)]
+  repeated = [s for s in sentences if len(s) > 60 and s in elsewhere]
+  assert not repeated
+  findings = section(readme, "What the benchmark found")
+  numbers = re.findall(r"\d+\.\d+", findings)
+  results = (REPO / "results" / "nano.md").read_text()
+  assert len(numbers) >= 10 and all(n in results for n in numbers)
+  for page in re.findall(r"\]\((docs/[\w.]+)\)", readme):
+    assert (REPO / page).is_file(), page
 
 
-def readme_layout() -> set[str]:
-  """The paths the README's "Layout" block lists, by their indentation."""
-  block = re.search(r"## Layout\n.*?```text\n(.*?)```", README.read_text(), re.S).group(1)
+ADDING = REPO / "docs" / "adding_a_method.md"
+
+
+def layout_paths() -> set[str]:
+  """The paths the "Layout" block of docs/adding_a_method.md lists, by their indentation."""
+  block = re.search(r"## Layout\n.*?```text\n(.*?)```", ADDING.read_text(), re.S).group(1)
   listed, parents = set(), []
   for line in block.splitlines():
     depth = (len(line) - len(line.lstrip())) // 2
@@ -136,8 +166,8 @@ def readme_layout() -> set[str]:
   return listed
 
 
-def test_readme_layout_is_the_tree():
-  listed = readme_layout()
+def test_the_layout_is_the_tree():
+  listed = layout_paths()
   sources = {str(p.relative_to(REPO)) for package in ("layeropt_jax", "train")
              for p in (REPO / package).rglob("*.py")}
   # Every module of the library and the trainer, and nothing else, is listed
@@ -149,9 +179,9 @@ def test_readme_layout_is_the_tree():
 
 
 def test_adding_a_method_names_what_the_tree_has():
-  section = re.search(r"## Adding a method\n(.*?)\n## ", README.read_text(), re.S).group(1)
-  assert re.findall(r"^(\d)\. \*\*", section, re.M) == ["1", "2", "3", "4"]
-  paths = {p for p in re.findall(r"`([\w./]+\.(?:py|rst))`", section)}
+  text = section(ADDING.read_text(), "Adding a method")
+  assert re.findall(r"^(\d)\. \*\*", text, re.M) == ["1", "2", "3", "4"]
+  paths = {p for p in re.findall(r"`([\w./]+\.(?:py|rst))`", text)}
   assert paths and all((REPO / p).is_file() for p in paths), paths
   registry = (REPO / "layeropt_jax" / "registry.py").read_text()
   assert 'register_optimizer("ladm", ladm)' in registry

@@ -18,8 +18,6 @@ from train import markdown as md
 VERDICT_COLUMNS = ("claim", "reported ratio", "measured ratio", "p", "p (Holm)", "verdict",
                    "reported ratio inside our CI", "AdamW data to match",
                    "seeds a 1% equivalence test needs")
-# The verdict table's header line, by which README's copy of the table is found.
-VERDICT_HEADER = md.row(VERDICT_COLUMNS)
 
 
 def page(suite: Suite, findings: Findings, results: dict[str, Any]) -> str:

@@ -106,7 +106,7 @@ def accelerators(out: pathlib.Path, jobs: int) -> None:
 
 def fit_table(data: dict) -> str:
   """What fits where: per flags (rows) and target (columns), the smallest
-  `--grad-accum` that fits and that step's GiB per device (README's table)."""
+  `--grad-accum` that fits and that step's GiB per device (docs/scale.md's table)."""
   cases = data["cases"]
   targets = list(dict.fromkeys(c["target"] for c in cases))
   rows = list(dict.fromkeys(" ".join(c["flags"]) for c in cases))
