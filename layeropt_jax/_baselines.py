@@ -253,11 +253,11 @@ def sophia(
          non_negative=dict(eps=eps, gamma=gamma, clip_threshold=clip_threshold,
                            weight_decay=weight_decay))
   _validation.check_positive("update_interval", update_interval)
-  return _in_library_dtypes(_real_only("sophia", contrib.sophia(
+  return _in_library_dtypes(_needs_obj_fn(_real_only("sophia", contrib.sophia(
       learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
       weight_decay_mask=weights_mask, gamma=gamma,
       clip_threshold=clip_threshold, update_interval=update_interval,
-      mu_dtype=mu_dtype)))
+      mu_dtype=mu_dtype))))
 
 
 def ademamix(
@@ -332,6 +332,23 @@ def _in_library_dtypes(
     return optax.tree.cast_like(new_updates, updates), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _needs_obj_fn(
+    tx: optax.GradientTransformationExtraArgs,
+) -> optax.GradientTransformationExtraArgs:
+  """Sophia's `tx`, whose `update` without `obj_fn` says how to pass it."""
+
+  def update_fn(updates, state, params=None, *, obj_fn=None, **extra_args):
+    if obj_fn is None:
+      raise ValueError(
+          "sophia needs the loss at every update, as obj_fn, a function of the "
+          "parameters alone: tx.update(grads, state, params, obj_fn=lambda p: "
+          "loss_fn(p, batch)); inside flax.nnx.Optimizer, optimizer.update(model, "
+          "grads, obj_fn=obj_fn), where obj_fn takes the parameters' nnx.State")
+    return tx.update(updates, state, params, obj_fn=obj_fn, **extra_args)
+
+  return optax.GradientTransformationExtraArgs(tx.init, update_fn)
 
 
 def _real_only(

@@ -216,12 +216,15 @@ def resolve_labels(param_labels: ParamLabels, params: Any) -> Any:
   label_paths = jax.tree_util.tree_leaves_with_path(labels)
   want = [path_to_str(path) for path, _ in jax.tree_util.tree_leaves_with_path(params)]
   if [path_to_str(path) for path, _ in label_paths] != want:
+    # What optax.inject_hyperparams passes: a labels callable called on the
+    # step count, as if a schedule, which gives one label for the whole tree.
+    taken_for_a_schedule = jax.tree_util.treedef_is_leaf(jax.tree.structure(labels))
     raise ValueError(
         f"param_labels must give one label per parameter, at the parameters' "
         f"paths ({', '.join(want[:4])}{', ...' if len(want) > 4 else ''}); "
-        f"got {labels!r}. Under optax.inject_hyperparams a callable "
-        "param_labels is taken for a schedule: pass "
-        "static_args='param_labels'.")
+        f"got {labels!r}." + (
+            " Under optax.inject_hyperparams a callable param_labels is taken for a "
+            "schedule: pass static_args='param_labels'." if taken_for_a_schedule else ""))
   unknown = [
       f"{path_to_str(path)}={label!r}"
       for path, label in label_paths

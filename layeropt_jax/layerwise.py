@@ -68,9 +68,13 @@ def check_scales(scales: Mapping[str, float], name: str = "scales") -> None:
   unknown = sorted(set(scales) - set(COMPONENTS))
   missing = [c for c in COMPONENTS if c not in scales]
   if unknown or missing:
+    given = ", ".join(f"{label!r}: {value!r}" for label, value in scales.items())
+    merge = (f"; to change only these, merge them into the method's table: "
+             f"scales={{**layeropt_jax.METHOD_SCALES[<method>], {given}}}"
+             if name == "scales" and missing and not unknown else "")
     raise ValueError(
         f"{name} must give a value for exactly {COMPONENTS}: "
-        f"unknown labels {unknown}, missing labels {missing}")
+        f"unknown labels {unknown}, missing labels {missing}{merge}")
   for label, value in scales.items():
     if not isinstance(value, (int, float)) or not (
         math.isfinite(value) and value >= 0):

@@ -2,6 +2,7 @@
 
 import re
 
+import jax
 import jax.numpy as jnp
 import optax
 import pytest
@@ -50,7 +51,9 @@ def test_unknown_argument_lists_valid_arguments():
 
 
 @pytest.mark.parametrize("scales, message", [
-    (dict(embedding=1.0), "missing labels ['attn_qkv', 'attn_out', 'mlp', 'norm', 'head']"),
+    (dict(embedding=1.0), "missing labels ['attn_qkv', 'attn_out', 'mlp', 'norm', 'head']; "
+     "to change only these, merge them into the method's table: "
+     "scales={**layeropt_jax.METHOD_SCALES[<method>], 'embedding': 1.0}"),
     ({**layeropt_jax.LAMVS_SCALES, "ffn": 1.0}, "unknown labels ['ffn']"),
     ({**layeropt_jax.LAMVS_SCALES, "mlp": -1.0}, "scales['mlp'] must be a finite number >= 0, got -1.0"),
     ([1.0] * 6, "scales must be a mapping"),
@@ -60,6 +63,27 @@ def test_bad_scales(scales, message):
                "stable_adamw"):
     with pytest.raises(ValueError, match=re.escape(message)):
       layeropt_jax.get_optimizer(name, 1e-3, scales=scales)
+
+
+def test_errors_carry_only_the_hints_that_apply():
+  with pytest.raises(ValueError) as e:
+    layeropt_jax.get_optimizer("lamvs", 1e-3, scales={**layeropt_jax.LAMVS_SCALES, "ffn": 1.0})
+  assert "merge" not in str(e.value)  # an unknown label: merging would not help
+  params = {"w": jnp.ones((2, 2)), "v": jnp.ones(2)}
+  with pytest.raises(ValueError) as e:
+    layeropt_jax.lamvs(1e-3, param_labels={"w": "mlp"}).init(params)
+  assert "inject_hyperparams" not in str(e.value)  # a tree of labels, of other paths
+
+
+def test_sophia_without_obj_fn_says_how_to_pass_it():
+  from flax import nnx
+
+  model = nnx.Linear(4, 4, rngs=nnx.Rngs(0))
+  optimizer = nnx.Optimizer(model, layeropt_jax.sophia(1e-3), wrt=nnx.Param)
+  grads = jax.tree.map(jnp.ones_like, nnx.state(model, nnx.Param))
+  with pytest.raises(ValueError, match=re.escape(
+      "inside flax.nnx.Optimizer, optimizer.update(model, grads, obj_fn=obj_fn)")):
+    optimizer.update(model, grads)
 
 
 def test_unknown_label_in_param_labels_is_an_error():
