@@ -1,4 +1,5 @@
-"""The notebooks run top to bottom, in their reduced mode, with no network."""
+"""The notebooks run top to bottom from the repository root, in their reduced
+mode, with no network."""
 
 import pathlib
 
@@ -17,7 +18,7 @@ def test_notebook_runs(name, monkeypatch, tmp_path, data_cache):
   monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
   notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
   NotebookClient(notebook, timeout=900, kernel_name="python3",
-                 resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+                 resources={"metadata": {"path": str(NOTEBOOKS.parent)}}).execute()
   images = [o for cell in notebook.cells if cell.cell_type == "code"
             for o in cell.outputs if "image/png" in o.get("data", {})]
   assert images, f"{name} drew no plot"

@@ -1,6 +1,7 @@
 """README, the front page: its code and commands run as written and quietly, give what it
 states, and repeat no page of the docs or the results; the API documents itself."""
 
+import importlib.metadata
 import inspect
 import os
 import re
@@ -90,6 +91,47 @@ def test_readme_commands_run_quietly_and_give_what_it_states(tmp_path, data_cach
   bad = run_quietly(["python", "-m", "train.train", "--lr", "-3e-3", "--workdir", "runs/y"],
                     tmp_path, env, returncode=2)
   assert bad.stderr.strip().splitlines() == ["error: --lr must be >= 0, got -0.003"]
+
+
+def _installed_bytes(name, extras):
+  """The bytes of the files of distribution `name` with `extras` and of
+  every distribution it requires, as this environment installed them."""
+  from packaging.requirements import Requirement
+  from packaging.utils import canonicalize_name
+
+  wanted, todo = {}, [(name, frozenset(extras))]
+  while todo:
+    dist_name, dist_extras = todo.pop()
+    key = canonicalize_name(dist_name)
+    if key in wanted and dist_extras <= wanted[key][1]:
+      continue
+    dist = importlib.metadata.distribution(dist_name)
+    wanted[key] = (dist, dist_extras | wanted.get(key, (None, frozenset()))[1])
+    for requirement in map(Requirement, dist.requires or ()):
+      if requirement.marker is None or any(requirement.marker.evaluate({"extra": e})
+                                           for e in dist_extras or {""}):
+        todo.append((requirement.name, frozenset(requirement.extras)))
+  return sum(os.path.getsize(dist.locate_file(f)) for dist, _ in wanted.values()
+             for f in dist.files or () if os.path.isfile(dist.locate_file(f)))
+
+
+def _directory_bytes(path):
+  return sum(os.path.getsize(os.path.join(d, f)) for d, _, names in os.walk(path)
+             for f in names if os.path.isfile(os.path.join(d, f)))
+
+
+def test_the_installs_are_the_sizes_readme_states():
+  """The main install is what layeropt-jax[train] pulls in (its files,
+  counted in this environment, which holds them all); the tests' is this
+  environment and the compilers. Versions drift, so 15% either way."""
+  stated = re.search(r"The install takes (\S+) GB", section(README.read_text(), "Set up and train"))
+  main = _installed_bytes("layeropt-jax", ["train"])
+  assert main / 1e9 == pytest.approx(float(stated.group(1)), rel=0.15)
+  stated = re.search(r"The install takes (\S+) GB \(the environment\) and (\S+) GB \(the "
+                     r"compilers\)", section(README.read_text(), "Set up and test"))
+  assert _directory_bytes(sys.prefix) / 1e9 == pytest.approx(float(stated.group(1)), rel=0.15)
+  assert _directory_bytes(compilers.directory()) / 1e9 == pytest.approx(
+      float(stated.group(2)), rel=0.15)
 
 
 def check_default_run(workdir):
