@@ -29,10 +29,12 @@ NOISE = re.compile(r"Traceback|cudart|CUDA|cuda|libtpu|TPU|absl::|plugin|^[EWI]\
 
 def user_environment(cache):
   """The environment of a user's shell: none of the tests' settings (the
-  CPU-only platform, simulated devices, the compilers on the path), the
-  checkout importable from a scratch directory, the shared data cache."""
-  own = {*compilers.TARGET_ENVIRONMENT, "XLA_FLAGS"}
-  return {**{k: v for k, v in os.environ.items() if k not in own},
+  CPU-only platform, simulated devices) nor what libtpu, loaded by this
+  process to compile for TPUs, put there (its path); the checkout importable
+  from a scratch directory; the shared data cache."""
+  ours = lambda name: (name in compilers.TARGET_ENVIRONMENT or name == "XLA_FLAGS"
+                       or name.startswith(("TPU_", "LIBTPU_")))
+  return {**{k: v for k, v in os.environ.items() if not ours(k)},
           "PYTHONPATH": str(REPO), "TFDS_DATA_DIR": str(cache)}
 
 
@@ -78,7 +80,7 @@ def test_readme_commands_run_quietly_and_give_what_it_states(tmp_path, data_cach
   check_default_run(workdir)
 
   stated = re.search(r"lowers the training loss from (\S+) to (\S+) nats,\s+validation loss "
-                     r"(\S+) \(seeds 0-4: mean (\S+), standard deviation (\S+)\)",
+                     r"(\S+) \(seeds 0-4: mean (\S+), standard deviation (\d+\.\d+)",
                      README.read_text())
   first, last, val_loss, _, spread = map(float, stated.groups())
   rows = records(workdir)
@@ -87,7 +89,8 @@ def test_readme_commands_run_quietly_and_give_what_it_states(tmp_path, data_cach
   assert rows[-1]["val_loss"] == pytest.approx(val_loss, abs=3 * spread)
   assert (workdir / "parameters.txt").read_text().count("\n") == 46
 
-  run_quietly(["python", "-m", "train.memory", "--config", "nano"], tmp_path, env)
+  memory = run_quietly(["python", "-m", "train.memory", "--config", "nano"], tmp_path, env)
+  assert "XLA's peak on CPU counts the arguments and outputs" in memory.stdout
   bad = run_quietly(["python", "-m", "train.train", "--lr", "-3e-3", "--workdir", "runs/y"],
                     tmp_path, env, returncode=2)
   assert bad.stderr.strip().splitlines() == ["error: --lr must be >= 0, got -0.003"]

@@ -1,6 +1,7 @@
 """The trainer end to end: the CLI, exact resume, parallelism, multi-host, errors."""
 
 import dataclasses
+import logging
 import pathlib
 import re
 import shutil
@@ -19,7 +20,7 @@ from layeropt_jax import OPTIMIZERS
 from train import checkpoint, model, optim, step
 from train.config import TrainConfig, from_args, parser
 from train.stopping import Diverged, check_finite
-from train.train import _initial_params, preflight, train, train_sweep
+from train.train import _describe_parameters, _initial_params, preflight, train, train_sweep
 
 from tests.helpers import (
     REPO, SHORT, TINY, command, environment, kill_when, one_device_mesh, own_lines, records,
@@ -141,6 +142,27 @@ def test_a_validation_loss_that_is_not_finite_stops_a_run(tmp_path):
       "--lr (now 0.1) or a lower --opt clip_threshold (now 1). The last good checkpoint is "
       "none; nothing after it was saved")):
     check_finite(config, 40, 10, finite_steps, np.array([np.inf]), checkpoints)
+
+
+def test_a_run_logs_a_line_per_component_and_writes_every_parameter(tmp_path, caplog):
+  params = model.param_shapes("nano")
+  for verbose in (False, True):
+    workdir = tmp_path / str(verbose)
+    config = from_args(["--workdir", str(workdir), "--optimizer", "ladm",
+                        *(["--verbose"] if verbose else [])])
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="train"):
+      _describe_parameters([config], params)
+    table = (workdir / "parameters.txt").read_text().splitlines()
+    assert len(table) == len(jax.tree.leaves(params)) == 46
+    assert re.fullmatch(r"  model/layers/0/mlp/up_proj/kernel +\(128, 384\) +mlp +x1\.1",
+                        next(row for row in table if "0/mlp/up_proj" in row))
+    logged = caplog.text.splitlines()
+    by_component = [line.split()[:3] for line in logged if re.match(r"  \w+ +\d+ tensors?", line)]
+    assert by_component == [["embedding", "1", "tensor"], ["norm", "17", "tensors"],
+                            ["mlp", "12", "tensors"], ["attn_qkv", "12", "tensors"],
+                            ["attn_out", "4", "tensors"]]
+    assert all(row in logged for row in table) == verbose
 
 
 def test_init_from_a_runs_workdir_starts_a_new_run_from_its_parameters(tmp_path, data_cache):
