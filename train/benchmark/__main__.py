@@ -42,7 +42,7 @@ def _at_least_one(text: str) -> int:
   return value
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser():
   p = cli.parser("train.benchmark", __doc__)
   p.add_argument("--suite", required=True, choices=sorted(SUITES),
                  help="the suite to run (train/benchmark/suites.py; smoke checks the "
@@ -78,7 +78,11 @@ def main(argv: list[str] | None = None) -> None:
                  help="the data cache (--cache-dir of python -m train.train)")
   p.add_argument("--data-dir", help="FineWeb parquet shards, for the paper suite")
   p.add_argument("--tokenizer", help="a tokenizer.json instead of a trained BPE")
-  args = p.parse_args(argv)
+  return p
+
+
+def main(argv: list[str] | None = None) -> None:
+  args = _parser().parse_args(argv)
   suite = SUITES[args.suite]
   home = pathlib.Path("results" if suite.committed else "runs/benchmark")
   runs_dir = pathlib.Path(args.runs_dir or home / "runs")
