@@ -34,6 +34,20 @@ def machine() -> dict[str, str | int]:
           "optax": optax.__version__}
 
 
+# The CPU features that decide which matmul and vector code paths run.
+_CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile",
+                 "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> list[str]:
+  """Which of `_CPU_FEATURES` this machine's CPU has (Linux's /proc/cpuinfo)."""
+  cpuinfo = pathlib.Path("/proc/cpuinfo")
+  flags = next((line.split(":", 1)[1].split() for line in
+                (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
+                if line.startswith("flags")), [])
+  return [f for f in _CPU_FEATURES if f in flags]
+
+
 def git_commit() -> str:
   """The checkout's commit, or "unknown" outside a git checkout."""
   try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import statistics
 
 from train import cli, provenance
-from train.perf.trainer_step import JaxStep
+from train.perf.trainer_step import JaxStep, add_step_flags
 
 
 def bench(config_name: str, batch: int, seq: int, reps: int, iters: int) -> dict:
@@ -38,11 +38,7 @@ def bench(config_name: str, batch: int, seq: int, reps: int, iters: int) -> dict
 
 def main(argv: list[str] | None = None) -> None:
   p = cli.parser("train.perf.metrics_overhead", __doc__)
-  p.add_argument("--configs", default="nano,small", help="model configs, comma-separated")
-  p.add_argument("--batch-size", type=int, default=16, help="sequences per step")
-  p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence")
-  p.add_argument("--reps", type=int, default=7, help="timed repetitions (the median is kept)")
-  p.add_argument("--iters", type=int, default=3, help="steps per repetition")
+  add_step_flags(p, reps=7)
   p.add_argument("--out", default="results/perf_metrics_overhead.json", help="the JSON written")
   args = p.parse_args(argv)
   results = {"configs": {c: bench(c, args.batch_size, args.seq_len, args.reps, args.iters)

@@ -57,13 +57,18 @@ def _optimizer_row(name: str, r: dict, tree: str) -> list[str]:
 
 def trainer_section(results: dict) -> list[str]:
   peak = results["matmul_flops_per_s"]
-  lines = [f"Command: `{results['command']}`", "",
+  features = ", ".join(results.get("cpu_features", [])) or "not recorded"
+  lines = [f"Command: `{results['command']}` ({results['machine']['processor']}, "
+           f"{results['machine']['cpus']} cores; CPU features: {features}).", "",
            f"Dense float32 matmul (jitted 2048^3, best of 5): {peak / 1e9:.0f} GFLOP/s.", "",
            *markdown.table(
-               ["config", "batch x seq", "tokens/s", "PyTorch tokens/s",
-                "speedup (target >= 1.3 on small)", "FLOP/s", "of matmul peak (target >= 50%)"],
+               ["config", "batch x seq", "tokens/s", "PyTorch eager tokens/s",
+                "torch.compile tokens/s", "x eager", "x compiled (target >= 1.0)",
+                "FLOP/s", "of matmul peak"],
                ([name, f"{r['batch']} x {r['seq_len']}", f"{r['tokens_per_s']:.0f}",
-                 f"{r['torch_tokens_per_s']:.0f}", f"{r['speedup_vs_torch']:.2f}",
+                 f"{r['torch_tokens_per_s']:.0f}",
+                 _optional(r, "torch_compiled_tokens_per_s", ".0f"),
+                 f"{r['speedup_vs_torch']:.2f}", _optional(r, "speedup_vs_torch_compiled", ".2f"),
                  f"{r['flops_per_s'] / 1e9:.0f} G", f"{r['fraction_of_matmul_peak']:.0%}"]
                 for name, r in results["trainer"].items()))]
   sweep = results.get("sweep")
@@ -72,6 +77,11 @@ def trainer_section(results: dict) -> list[str]:
               f"(`train_sweep`, default `--vmap-runs`) took {sweep['sweep_s']:.0f} s; one after "
               f"another {sweep['sequential_s']:.0f} s: x{sweep['speedup']:.2f} (target >= 1.5)."]
   return lines
+
+
+def _optional(result: dict, key: str, spec: str) -> str:
+  """A figure that older results files do not hold, "-" there."""
+  return "-" if result.get(key) is None else format(result[key], spec)
 
 
 def state_memory_section(results: dict) -> list[str]:

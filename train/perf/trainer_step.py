@@ -5,8 +5,10 @@
 
 - The trainer's jitted step (AdamW, float32, one run) and the same model and
   optimizer in PyTorch (transformers' `Qwen3ForCausalLM`, `torch.optim.AdamW`,
-  same batch, sequence and threads), timed interleaved; the median of the
-  per-repetition ratios is reported, since this machine is shared and noisy.
+  same batch, sequence and threads), eager and under `torch.compile`, timed
+  interleaved; the median of the per-repetition ratios is reported, since
+  this machine is shared and noisy. The CPU's model and vector features
+  (AVX-512, AMX) are recorded with them.
 - Achieved FLOP/s of the step (XLA's count of its FLOPs / time) against a
   jitted dense float32 matmul's on the same machine.
 - A vmapped sweep of K `nano` runs (`train.train.train_sweep`) against the K
@@ -80,9 +82,12 @@ class JaxStep:
 
 
 class TorchStep:
-  """transformers' Qwen3 with `torch.optim.AdamW`, float32, eager."""
+  """transformers' Qwen3 with `torch.optim.AdamW`, float32, eager or, given a
+  `compile_backend`, its loss (forward) and optimizer step under
+  `torch.compile` with that backend."""
 
-  def __init__(self, config_name: str, batch: int, seq: int):
+  def __init__(self, config_name: str, batch: int, seq: int,
+               compile_backend: str | None = None):
     import torch
     import transformers
     torch.set_num_threads(os.cpu_count())
@@ -93,7 +98,6 @@ class TorchStep:
         rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
         attn_implementation="sdpa")
     torch.manual_seed(0)
-    self.torch = torch
     self.model = transformers.Qwen3ForCausalLM(hf).train()
     self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, betas=(0.9, 0.95),
                                  eps=1e-8, weight_decay=0.1)
@@ -101,25 +105,34 @@ class TorchStep:
     self.inputs = torch.tensor(tokens[:, :-1])
     self.targets = torch.tensor(tokens[:, 1:]).reshape(-1)
 
+    def loss(inputs, targets):
+      logits = self.model(input_ids=inputs).logits
+      return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets)
+
+    compiled = lambda fn: fn if compile_backend is None else torch.compile(
+        fn, backend=compile_backend)
+    self.loss, self.opt_step = compiled(loss), compiled(self.opt.step)
+
   def step(self) -> None:
-    logits = self.model(input_ids=self.inputs).logits
-    loss = self.torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), self.targets)
+    loss = self.loss(self.inputs, self.targets)
     self.opt.zero_grad(set_to_none=True)
     loss.backward()
-    self.opt.step()
+    self.opt_step()
 
   def time(self, iters: int) -> float:
-    """Seconds per step over `iters` steps, after one untimed step."""
-    self.step()
+    """Seconds per step over `iters` steps, after untimed ones (torch.compile
+    compiles at the first, and may again at the second)."""
+    for _ in range(3):
+      self.step()
     start = time.perf_counter()
     for _ in range(iters):
       self.step()
     return (time.perf_counter() - start) / iters
 
 
-def _torch_worker(conn, config_name: str, batch: int, seq: int) -> None:
-  torch_step = TorchStep(config_name, batch, seq)
+def _torch_worker(conn, config_name: str, batch: int, seq: int,
+                  compile_backend: str | None) -> None:
+  torch_step = TorchStep(config_name, batch, seq, compile_backend)
   conn.send("ready")
   while (iters := conn.recv()) is not None:
     conn.send(torch_step.time(iters))
@@ -129,10 +142,11 @@ class TorchProcess:
   """A `TorchStep` in its own process: PyTorch's OpenMP threads keep spinning
   after each step and would slow down JAX's if they shared a process."""
 
-  def __init__(self, config_name: str, batch: int, seq: int):
+  def __init__(self, config_name: str, batch: int, seq: int,
+               compile_backend: str | None = None):
     self.conn, child = multiprocessing.get_context("spawn").Pipe()
     self.process = multiprocessing.get_context("spawn").Process(
-        target=_torch_worker, args=(child, config_name, batch, seq))
+        target=_torch_worker, args=(child, config_name, batch, seq, compile_backend))
     self.process.start()
     assert self.conn.recv() == "ready"
 
@@ -148,27 +162,30 @@ class TorchProcess:
 
 
 def bench_trainer(config_name: str, batch: int, seq: int, reps: int, iters: int,
-                  peak: float) -> dict:
-  ours, theirs = JaxStep(config_name, batch, seq), TorchProcess(config_name, batch, seq)
-  ratios, times, torch_times = [], [], []
+                  peak: float, compile_backend: str = "inductor") -> dict:
+  """Our step against PyTorch's, eager and compiled, each in turn in every
+  repetition; the medians of the per-repetition time ratios."""
+  ours = JaxStep(config_name, batch, seq)
+  theirs = {"torch": TorchProcess(config_name, batch, seq),
+            "torch_compiled": TorchProcess(config_name, batch, seq, compile_backend)}
+  times = {"ours": [], **{name: [] for name in theirs}}
   for _ in range(reps):
-    t, u = ours.time(iters), theirs.time(iters)
-    times.append(t)
-    torch_times.append(u)
-    ratios.append(u / t)
-  theirs.close()
-  t = statistics.median(times)
-  result = {
-      "batch": batch, "seq_len": seq,
-      "tokens_per_s": batch * seq / t,
-      "torch_tokens_per_s": batch * seq / statistics.median(torch_times),
-      "speedup_vs_torch": statistics.median(ratios),
-      "step_flops": ours.flops,
-      "flops_per_s": ours.flops / t,
-      "fraction_of_matmul_peak": ours.flops / t / peak,
-  }
+    times["ours"].append(ours.time(iters))
+    for name, process in theirs.items():
+      times[name].append(process.time(iters))
+  for process in theirs.values():
+    process.close()
+  t = statistics.median(times["ours"])
+  result = {"batch": batch, "seq_len": seq, "tokens_per_s": batch * seq / t}
+  for name in theirs:
+    result[f"{name}_tokens_per_s"] = batch * seq / statistics.median(times[name])
+    result[f"speedup_vs_{name}"] = statistics.median(
+        [u / v for u, v in zip(times[name], times["ours"])])
+  result.update(step_flops=ours.flops, flops_per_s=ours.flops / t,
+                fraction_of_matmul_peak=ours.flops / t / peak)
   print(f"{config_name}: {result['tokens_per_s']:.0f} tok/s, x{result['speedup_vs_torch']:.2f} "
-        f"PyTorch, {result['flops_per_s'] / 1e9:.0f} GFLOP/s = "
+        f"PyTorch eager, x{result['speedup_vs_torch_compiled']:.2f} torch.compile, "
+        f"{result['flops_per_s'] / 1e9:.0f} GFLOP/s = "
         f"{result['fraction_of_matmul_peak']:.0%} of matmul", flush=True)
   return result
 
@@ -193,26 +210,37 @@ def bench_sweep(runs: int, steps: int, cache_dir: str) -> dict:
   return result
 
 
-def main(argv: list[str] | None = None) -> None:
-  p = cli.parser("train.perf.trainer_step", __doc__)
+def add_step_flags(p, reps: int) -> None:
+  """The flags of a benchmark that times the trainer's step: which configs,
+  their batch and sequence, and the repetitions."""
   p.add_argument("--configs", default="nano,small", help="model configs, comma-separated")
   p.add_argument("--batch-size", type=int, default=16, help="sequences per step")
   p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence")
-  p.add_argument("--reps", type=int, default=5, help="timed repetitions (the median is kept)")
+  p.add_argument("--reps", type=int, default=reps, help="timed repetitions (the median is kept)")
   p.add_argument("--iters", type=int, default=3, help="steps per repetition")
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = cli.parser("train.perf.trainer_step", __doc__)
+  add_step_flags(p, reps=5)
   p.add_argument("--sweep-runs", type=int, default=8,
                  help="runs of the sweep timed against as many runs one after another")
   p.add_argument("--sweep-steps", type=int, default=50, help="steps of each of those runs")
   p.add_argument("--cache-dir", default=default_cache_dir(),
                  help="where the prepared stdlib corpus is cached")
+  p.add_argument("--torch-compile-backend", default="inductor",
+                 help="torch.compile's backend (eager: traces and runs the same ops, "
+                      "generating no code, to check this benchmark in seconds)")
   p.add_argument("--out", default="results/perf_trainer_step.json", help="the JSON written")
   args = p.parse_args(argv)
   peak = matmul_flops_per_s()
   print(f"dense float32 matmul: {peak / 1e9:.0f} GFLOP/s", flush=True)
   results = {
+      "cpu_features": provenance.cpu_features(),
       "matmul_flops_per_s": peak,
+      "torch_compile_backend": args.torch_compile_backend,
       "trainer": {c: bench_trainer(c, args.batch_size, args.seq_len, args.reps,
-                                   args.iters, peak)
+                                   args.iters, peak, args.torch_compile_backend)
                   for c in args.configs.split(",")},
   }
   if args.sweep_runs:
