@@ -9,7 +9,7 @@ ENTRY_POINTS = ["train.train", "train.sample", "train.data", "train.memory", "tr
                 "train.benchmark.__main__", "train.hardware.compilers",
                 "train.perf.optimizer_step", "train.perf.trainer_step", "train.perf.data_prep",
                 "train.perf.state_memory", "train.perf.metrics_overhead",
-                "train.perf.synthetic_fineweb", "train.perf.results"]
+                "train.perf.synthetic_fineweb", "train.perf.results", "train.perf.xla_flags"]
 
 
 class _Parsed(Exception):

@@ -1,6 +1,7 @@
 """The performance benchmarks run and report what they measure (no timing asserts)."""
 
 import json
+import re
 
 import jax
 import pytest
@@ -81,3 +82,20 @@ def test_metrics_overhead_reports_the_ratio(tmp_path):
                          "--out", str(out)])
   nano = json.loads(out.read_text())["configs"]["nano"]
   assert nano["ratios"] and nano["time_ratio"] == nano["ratios"][0] > 0
+
+
+def test_xla_flags_times_each_variant_in_its_own_process(tmp_path, capsys):
+  from train.perf import xla_flags
+
+  out = tmp_path / "flags.json"
+  tiny = ["--batch-size", "2", "--seq-len", "16", "--iters", "1"]
+  variants = ["--variant=", "--variant=--xla_cpu_experimental_ynn_fusion_type="]
+  xla_flags.main(["--configs", "nano", "--reps", "2", *tiny, *variants, "--out", str(out)])
+  rows = json.loads(out.read_text())["configs"]["nano"]["variants"]
+  assert [r["xla_flags"] for r in rows] == ["", "--xla_cpu_experimental_ynn_fusion_type="]
+  assert rows[0]["speed_vs_first"] == 1.0 and all(r["tokens_per_s"] > 0 for r in rows)
+  # Where the time goes: operations by kind, the YNNPACK fusions among them by default.
+  xla_flags.main(["--profile", "nano", *tiny, "--variant="])
+  printed = capsys.readouterr().out
+  assert re.search(r"nano \[\]: [\d.]+ ms of operations per step", printed)
+  assert "ynn_fusion" in printed

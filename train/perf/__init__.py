@@ -2,7 +2,10 @@
 
 - `optimizer_step`: each optimizer's step against optax.adamw, the bandwidth
   roofline, XLA's temporaries;
-- `trainer_step`: the trainer against PyTorch, the matmul peak, sweeps;
+- `trainer_step`: the trainer against PyTorch (eager and compiled), the
+  matmul peak, sweeps;
+- `xla_flags`: the trainer's CPU step under sets of XLA flags, and where its
+  time goes;
 - `state_memory`: what `mu_dtype` and `nu_dtype` save;
 - `metrics_overhead`: what the per-component metrics cost a step;
 - `data_prep`: data preparation's speed and memory against corpus size, on

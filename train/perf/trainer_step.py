@@ -52,13 +52,15 @@ def matmul_flops_per_s(n: int = 2048, iters: int = 10, reps: int = 5) -> float:
 
 class JaxStep:
   """The trainer's steps for one run, `steps_per_call` per call as the
-  trainer runs them, on fixed batches."""
+  trainer runs them, on fixed batches; compiled with the trainer's XLA options
+  for this machine unless `compiler_options` says others."""
 
   def __init__(self, config_name: str, batch: int, seq: int,
-               component_metrics: bool = True):
+               component_metrics: bool = True, compiler_options: dict | None = None):
     config = TrainConfig(config=config_name, optimizer="adamw", steps=1000, warmup=1,
                          batch_size=batch, seq_len=seq)
-    self.trainer = step.Trainer([config], component_metrics=component_metrics)
+    self.trainer = step.Trainer([config], component_metrics=component_metrics,
+                                compiler_options=compiler_options)
     self.steps_per_call = config.steps_per_call
     vocab = config.model_config.vocab_size
     tokens = np.random.default_rng(0).integers(
