@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from layeropt_jax import OPTIMIZERS
-from train import checkpoint, model, optim, provenance, step
+from train import checkpoint, model, optim, step
 from train.config import TrainConfig, from_args, parser
 from train.stopping import Diverged, check_finite
 from train.train import _describe_parameters, _initial_params, preflight, train, train_sweep
@@ -356,26 +356,6 @@ def test_data_parallel_and_fsdp_match_one_device():
 def test_every_optimizer_trains_in_the_trainer(name):
   losses, _ = train_losses(tiny_trainer(step.make_mesh(), optimizer=name, steps=6), steps=6)
   assert np.all(np.isfinite(losses)) and losses[-1, 0] < losses[0, 0]
-
-
-def test_the_cpu_step_options_change_no_metric():
-  """The XLA options chosen on CPUs without AVX-512 (Eigen's dots, not
-  YNNPACK's) give the step XLA's defaults give: other kernels, other
-  summation orders, the same losses and metrics to float32 rounding over a
-  few steps of Adam (1e-4: a few ulps per dot, grown by the updates)."""
-  tokens = np.random.default_rng(0).integers(0, TINY.vocab_size, (6, 1, 8, 17), np.int32)
-  outs = []
-  for options in ({}, step._CPU_WITHOUT_AVX512_OPTIONS):
-    config = TrainConfig(optimizer="ladm", steps=6, warmup=1)
-    trainer = step.Trainer([config], one_device_mesh(), TINY, compiler_options=options)
-    assert ("ynn_fusion" in trainer.train_steps.lower(
-        trainer.abstract_state, trainer.global_batch(tokens)).compile().as_text()) == (not options)
-    _, out = trainer.train_steps(trainer.init(), trainer.global_batch(tokens))
-    outs.append(jax.tree.map(np.asarray, out))
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), *outs)
-  assert step.step_compiler_options("tpu") == {}
-  assert step.step_compiler_options("cpu") == (
-      {} if "avx512f" in provenance.cpu_features() else step._CPU_WITHOUT_AVX512_OPTIONS)
 
 
 def test_nonfinite_steps_are_skipped_and_counted():

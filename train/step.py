@@ -26,25 +26,10 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from train import model as model_lib
-from train import optim, provenance
+from train import optim
 from train.config import TrainConfig
 
 DATA_AXIS = "data"
-
-
-# XLA options of the train step on CPUs without AVX-512, where they were
-# measured faster (results/perf_notes.md): dots through Eigen rather than
-# YNNPACK, 6-10% more tokens/s on nano and small on an AMD EPYC (AVX2).
-# AVX-512 CPUs keep XLA's defaults until measured.
-_CPU_WITHOUT_AVX512_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-
-
-def step_compiler_options(platform: str) -> dict[str, str]:
-  """The XLA options the train step compiles with on `platform`, chosen from
-  this machine's CPU features; XLA's defaults elsewhere."""
-  if platform == "cpu" and "avx512f" not in provenance.cpu_features():
-    return dict(_CPU_WITHOUT_AVX512_OPTIONS)
-  return {}
 
 
 class TrainState(NamedTuple):
@@ -161,8 +146,6 @@ class Trainer:
                compiler_options: dict[str, str] | None = None):
     config = configs[0]
     self.mesh = make_mesh() if mesh is None else mesh
-    if compiler_options is None:
-      compiler_options = step_compiler_options(self.mesh.devices.flat[0].platform)
     self.num_runs = len(configs)
     self.tx = optim.make_optimizer(config, component_metrics)
     model_config = config.model_config if model_config is None else model_config

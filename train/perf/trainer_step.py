@@ -52,8 +52,8 @@ def matmul_flops_per_s(n: int = 2048, iters: int = 10, reps: int = 5) -> float:
 
 class JaxStep:
   """The trainer's steps for one run, `steps_per_call` per call as the
-  trainer runs them, on fixed batches; compiled with the trainer's XLA options
-  for this machine unless `compiler_options` says others."""
+  trainer runs them, on fixed batches, compiled with `compiler_options` (XLA
+  options; none by default)."""
 
   def __init__(self, config_name: str, batch: int, seq: int,
                component_metrics: bool = True, compiler_options: dict | None = None):

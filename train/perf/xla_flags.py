@@ -4,7 +4,7 @@
       --variant= --variant=--xla_cpu_experimental_ynn_fusion_type=
 
 Each variant's step (AdamW, float32, one run, as `train.perf.trainer_step`
-times it, but with no option of the trainer's own choosing) runs in a process
+times it) runs in a process
 of its own started with those `XLA_FLAGS` (XLA reads them when its backend
 starts); every repetition times each variant in
 turn, and the medians of the per-repetition time ratios to the first variant
@@ -32,7 +32,7 @@ from train.perf.trainer_step import add_step_flags
 def _worker(conn, flags: str, config: str, batch: int, seq: int, profile: bool) -> None:
   os.environ["XLA_FLAGS"] = flags
   from train.perf.trainer_step import JaxStep
-  step = JaxStep(config, batch, seq, compiler_options={})  # the flags alone decide
+  step = JaxStep(config, batch, seq)
   conn.send("ready")
   while (iters := conn.recv()) is not None:
     conn.send(_profile(step, iters) if profile else step.time(iters))
