@@ -2,6 +2,7 @@
 
 import dataclasses
 import logging
+import os
 import pathlib
 import re
 import shutil
@@ -17,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from layeropt_jax import OPTIMIZERS
-from train import checkpoint, model, optim, step
+from train import checkpoint, model, optim, provenance, step
 from train.config import TrainConfig, from_args, parser
 from train.stopping import Diverged, check_finite
 from train.train import _describe_parameters, _initial_params, preflight, train, train_sweep
@@ -356,6 +357,41 @@ def test_data_parallel_and_fsdp_match_one_device():
 def test_every_optimizer_trains_in_the_trainer(name):
   losses, _ = train_losses(tiny_trainer(step.make_mesh(), optimizer=name, steps=6), steps=6)
   assert np.all(np.isfinite(losses)) and losses[-1, 0] < losses[0, 0]
+
+
+def test_the_small_cpu_step_options_change_no_metric_and_repeat_bitwise():
+  """The XLA options chosen on small CPUs without AVX-512 (single-threaded
+  Eigen dots, not YNNPACK's) give the step XLA's defaults give: other
+  kernels, other summation orders, the same losses and metrics to float32
+  rounding over a few steps (1e-4: a few ulps per dot, grown by the
+  updates). With them, the steps taken one call each (as a run resumed
+  between checkpoints takes some) repeat one call of them all bit for bit
+  (on the nano model: the tests' tiny one has dots too small to differ)."""
+  config = TrainConfig(config="nano", optimizer="ladm", steps=6, warmup=1)
+  tokens = np.random.default_rng(0).integers(
+      0, config.model_config.vocab_size, (6, 1, 8, 33), np.int32)
+
+  def metrics(options, steps_per_call):
+    trainer = step.Trainer([config], one_device_mesh(), compiler_options=options)
+    batches = trainer.global_batch(tokens)
+    compiled = trainer.train_steps.lower(trainer.abstract_state, batches).compile().as_text()
+    assert ("ynn_fusion" in compiled) == (not options)
+    state, outs = trainer.init(), []
+    for start in range(0, len(tokens), steps_per_call):
+      state, out = trainer.train_steps(
+          state, trainer.global_batch(tokens[start:start + steps_per_call]))
+      outs.append(out)
+    return jax.tree.map(lambda *x: np.concatenate(x), *outs), jax.tree.map(np.asarray, state.params)
+
+  chosen = step._SMALL_CPU_WITHOUT_AVX512_OPTIONS
+  defaults, together, one_by_one = metrics({}, 6), metrics(chosen, 6), metrics(chosen, 1)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               defaults, together)
+  jax.tree.map(np.testing.assert_array_equal, together, one_by_one)
+  assert step.step_compiler_options("tpu") == {}
+  small_without_avx512 = ("avx512f" not in provenance.cpu_features()
+                          and os.cpu_count() <= step._SMALL_CPU_CORES)
+  assert step.step_compiler_options("cpu") == (chosen if small_without_avx512 else {})
 
 
 def test_nonfinite_steps_are_skipped_and_counted():

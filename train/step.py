@@ -16,6 +16,7 @@ shape shards both alike.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import os
 from typing import NamedTuple
 
 from flax import nnx
@@ -26,10 +27,29 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from train import model as model_lib
-from train import optim
+from train import optim, provenance
 from train.config import TrainConfig
 
 DATA_AXIS = "data"
+
+# The train step's XLA options on small CPUs without AVX-512, where they were
+# measured faster (results/perf_notes.md): dots through Eigen rather than
+# YNNPACK, each on one thread (XLA still runs independent operations side by
+# side). One thread also keeps a dot's summation order fixed, so a resumed
+# run stays bitwise the uninterrupted one. Measured on 2-core AVX2 machines
+# only: AVX-512 CPUs and larger ones keep XLA's defaults until measured.
+_SMALL_CPU_WITHOUT_AVX512_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "",
+                                     "xla_cpu_multi_thread_eigen": False}
+_SMALL_CPU_CORES = 2
+
+
+def step_compiler_options(platform: str) -> dict[str, str | bool]:
+  """The XLA options the train step compiles with on `platform`, chosen from
+  this machine's CPU: XLA's defaults but on small CPUs without AVX-512."""
+  if (platform == "cpu" and "avx512f" not in provenance.cpu_features()
+      and (os.cpu_count() or 1) <= _SMALL_CPU_CORES):
+    return dict(_SMALL_CPU_WITHOUT_AVX512_OPTIONS)
+  return {}
 
 
 class TrainState(NamedTuple):
@@ -129,6 +149,27 @@ def over_runs(fn, in_axes: tuple[int | None, ...], vmap_runs: int):
   return mapped
 
 
+def _scan_steps(train_step: Callable, state: TrainState, batches: jax.Array,
+                one_step_in_loop: bool):
+  """`train_step` over `batches [n, ...]` in a loop, and its outputs `[n, ...]`.
+
+  XLA inlines a loop of one iteration into the program around it. With
+  `one_step_in_loop`, a call of one step runs it in a loop of two, whose
+  second iteration is dropped: Eigen's dots (`step_compiler_options`) round
+  differently inlined, and a run resumed one step before a call's end would
+  no longer repeat the uninterrupted run bit for bit (YNNPACK's do not).
+  """
+  if batches.shape[0] > 1 or not one_step_in_loop:
+    return jax.lax.scan(train_step, state, batches)
+
+  def step_keeping_state(state, tokens):
+    state, out = train_step(state, tokens)
+    return state, (state, out)
+
+  _, (states, out) = jax.lax.scan(step_keeping_state, state, jnp.concatenate([batches] * 2))
+  return jax.tree.map(lambda x: x[0], states), jax.tree.map(lambda x: x[:1], out)
+
+
 class Trainer:
   """The jitted init, train and eval steps of `configs`, one run each.
 
@@ -137,15 +178,19 @@ class Trainer:
   defaults to :func:`make_mesh`, `model_config` to the configs' model (a
   test's own, smaller one, for instance). `component_metrics=False` leaves
   out the per-component norms (`train.perf.trainer_step` times their cost).
+  `compiler_options` are the train step's XLA options (default: this
+  machine's, :func:`step_compiler_options`; `{}`: XLA's defaults).
   """
 
   def __init__(self, configs: Sequence[TrainConfig],
                mesh: jax.sharding.Mesh | None = None,
                model_config: model_lib.Qwen3Config | None = None,
                component_metrics: bool = True,
-               compiler_options: dict[str, str] | None = None):
+               compiler_options: dict[str, str | bool] | None = None):
     config = configs[0]
     self.mesh = make_mesh() if mesh is None else mesh
+    if compiler_options is None:
+      compiler_options = step_compiler_options(self.mesh.devices.flat[0].platform)
     self.num_runs = len(configs)
     self.tx = optim.make_optimizer(config, component_metrics)
     model_config = config.model_config if model_config is None else model_config
@@ -184,7 +229,8 @@ class Trainer:
     # Several steps per call: XLA's CPU runtime allocates (and page-faults in)
     # a call's temporaries afresh, so a scan reuses them across steps.
     self.train_steps = jax.jit(
-        lambda state, batches: jax.lax.scan(runs(self._train_step), state, batches),
+        lambda state, batches: _scan_steps(runs(self._train_step), state, batches,
+                                           one_step_in_loop=bool(compiler_options)),
         in_shardings=(self.state_sharding, self.batch_sharding),
         out_shardings=(self.state_sharding, replicated),
         donate_argnums=0, compiler_options=compiler_options)

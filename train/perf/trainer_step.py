@@ -53,7 +53,7 @@ def matmul_flops_per_s(n: int = 2048, iters: int = 10, reps: int = 5) -> float:
 class JaxStep:
   """The trainer's steps for one run, `steps_per_call` per call as the
   trainer runs them, on fixed batches, compiled with `compiler_options` (XLA
-  options; none by default)."""
+  options; by default the trainer's, `step.step_compiler_options`)."""
 
   def __init__(self, config_name: str, batch: int, seq: int,
                component_metrics: bool = True, compiler_options: dict | None = None):

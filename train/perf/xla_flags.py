@@ -32,7 +32,8 @@ from train.perf.trainer_step import add_step_flags
 def _worker(conn, flags: str, config: str, batch: int, seq: int, profile: bool) -> None:
   os.environ["XLA_FLAGS"] = flags
   from train.perf.trainer_step import JaxStep
-  step = JaxStep(config, batch, seq)
+  # XLA's defaults and the variant's flags alone, not the trainer's own options.
+  step = JaxStep(config, batch, seq, compiler_options={})
   conn.send("ready")
   while (iters := conn.recv()) is not None:
     conn.send(_profile(step, iters) if profile else step.time(iters))
