@@ -7,7 +7,7 @@ import jax
 import pytest
 
 import layeropt_jax
-from train import model
+from train import model, step
 from train.perf import optimizer_step
 
 
@@ -40,10 +40,12 @@ def test_trainer_step_compares_with_eager_and_compiled_pytorch_and_the_matmul_pe
   report = json.loads(out.read_text())
   assert report["command"].startswith("python -m train.perf.trainer_step --configs nano")
   nano = report["trainer"]["nano"]
-  for torch in ("torch", "torch_compiled"):  # eager and under torch.compile
-    assert nano["tokens_per_s"] > 0 and nano[f"{torch}_tokens_per_s"] > 0
-    assert nano[f"speedup_vs_{torch}"] == pytest.approx(
-        nano["tokens_per_s"] / nano[f"{torch}_tokens_per_s"], rel=1e-9)
+  # XLA's defaults, PyTorch eager and under torch.compile
+  for other in ("xla_defaults", "torch", "torch_compiled"):
+    assert nano["tokens_per_s"] > 0 and nano[f"{other}_tokens_per_s"] > 0
+    assert nano[f"speedup_vs_{other}"] == pytest.approx(
+        nano["tokens_per_s"] / nano[f"{other}_tokens_per_s"], rel=1e-9)
+  assert nano["compiler_options"] == step.step_compiler_options("cpu")
   assert set(report["cpu_features"]) <= {"avx2", "fma", "avx512f", "avx512_bf16",
                                          "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"}
   assert nano["flops_per_s"] == pytest.approx(report["matmul_flops_per_s"]

@@ -12,7 +12,9 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -238,6 +240,17 @@ def test_a_run_writes_tensorboard_events_a_profile_and_a_summary(tmp_path, data_
   traces = list((workdir / "profile").rglob("*.xplane.pb"))
   assert traces and traces[0].stat().st_size > 0
   assert list((workdir / "profile").rglob("perfetto_trace.json.gz"))
+  # Each evaluation's loss in every validation file the held-out set holds
+  # tokens of; weighted by the files' tokens (in the last line), their mean
+  # is the loss.
+  done = records(workdir)[-1]
+  tokens = np.asarray(done["val_file_tokens"])
+  assert len(done["val_files"]) == len(tokens) > 1 and tokens.sum() == 2 * 8 * 32
+  evaluations = [r for r in records(workdir) if "val_loss" in r]
+  assert len(evaluations) == 3 and all("val_loss_by_file" in r for r in evaluations)
+  for r in evaluations:
+    np.testing.assert_allclose(tokens @ r["val_loss_by_file"] / tokens.sum(), r["val_loss"],
+                               rtol=1e-5)
   # One summary line: the final validation loss, tokens, time, the outputs.
   final = records(workdir)[-1]["val_loss"]
   summary = result.stderr.strip().splitlines()[-1]
@@ -394,6 +407,24 @@ def test_the_small_cpu_step_options_change_no_metric_and_repeat_bitwise():
   assert step.step_compiler_options("cpu") == (chosen if small_without_avx512 else {})
 
 
+def test_clip_norm_clips_the_global_gradient_norm_before_the_optimizer():
+  """AdamW's first moment after one step is (1 - b1) x the gradient it got:
+  the gradient scaled to global norm `clip_norm` (40 -> 2), and the
+  per-component metrics still measure the gradient as computed."""
+  params = {"mlp": {"kernel": jnp.ones((4, 4))}, "norm": {"scale": jnp.ones((4,))}}
+  grads = {"mlp": {"kernel": jnp.full((4, 4), 10.0)},  # global norm 40
+           "norm": {"scale": jnp.zeros((4,))}}
+  for clip_norm, scale in ((None, 1.0), (2.0, 2.0 / 40)):
+    config = TrainConfig(optimizer="adamw", clip_norm=clip_norm)
+    tx = optim.make_optimizer(config)(1e-3)
+    _, state = tx.update(grads, tx.init(params), params)
+    mu = optax.tree_utils.tree_get(state, "mu")
+    np.testing.assert_allclose(mu["mlp"]["kernel"], 0.1 * 10.0 * scale, rtol=1e-6)
+    assert float(optim.component_metrics(state)["grad_norm/global"]) == pytest.approx(40.0)
+  with pytest.raises(ValueError, match="^--clip-norm must be positive, got 0.0$"):
+    TrainConfig(clip_norm=0.0)
+
+
 def test_nonfinite_steps_are_skipped_and_counted():
   trainer = tiny_trainer(one_device_mesh())
   state = trainer.init()
@@ -432,6 +463,8 @@ def test_two_processes_match_one_and_share_a_checkpoint(tmp_path, data_cache):
   for a, b in zip(ours, theirs):
     np.testing.assert_allclose(a.get("train_loss", 0), b.get("train_loss", 0), rtol=1e-5)
     np.testing.assert_allclose(a.get("val_loss", 0), b.get("val_loss", 0), rtol=1e-5)
+    np.testing.assert_allclose(a.get("val_loss_by_file", 0), b.get("val_loss_by_file", 0),
+                               atol=2e-4)
 
   # The checkpoint written by both processes restores here, in one process.
   config = from_args(["--workdir", str(pair), *args])

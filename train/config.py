@@ -64,6 +64,9 @@ class TrainConfig:
       0.1, "the learning rate at the last step, as a fraction of --lr (in [0, 1])")
   opt: dict[str, Any] = _field(
       dict, "optimizer keyword arguments, KEY=VALUE, repeatable (e.g. b1=0.8)")
+  clip_norm: float | None = _field(
+      None, "clip the gradient to this global L2 norm before the optimizer (default: "
+      "no clipping)", bound="> 0")
   dtype: str = _field("float32", "compute dtype; parameters stay float32", choices=DTYPES)
   data: str = _field("python_stdlib", "the dataset", choices=DATASETS)
   data_dir: str | None = _field(

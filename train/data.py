@@ -282,8 +282,10 @@ def validation_set(config: TrainConfig) -> dict[str, Any]:
           **held_out}
 
 
-def _spread(length: int, count: int) -> np.ndarray:
-  """`min(count, length)` indices evenly spaced over `range(length)`."""
+def spread_indices(windows, count: int) -> np.ndarray:
+  """The indices of :func:`spread`'s windows: `min(count, len(windows))`
+  evenly spaced over `range(len(windows))`."""
+  length = len(windows)
   count = min(count, length)
   return (2 * np.arange(count) + 1) * length // (2 * count)
 
@@ -292,24 +294,26 @@ def spread(windows, count: int) -> np.ndarray:
   """`count` windows evenly spaced over the whole of `windows` (all of them
   if there are fewer), `[n, window]`: a held-out set that samples every part
   of the split alike, whatever order its documents come in."""
-  return np.stack([windows[int(i)] for i in _spread(len(windows), count)])
+  return np.stack([windows[int(i)] for i in spread_indices(windows, count)])
 
 
 def coverage(windows: TokenWindows, count: int, eos: int) -> dict[str, int]:
   """What `spread(windows, count)` holds of its split: its windows and
   tokens, the split's documents and tokens, and how many of those documents
   its windows hold tokens of (a document ends at its `eos` token)."""
-  window = windows.window
+  indices = spread_indices(windows, count)
+  split_documents = int(np.count_nonzero(windows.tokens(0, windows.stream_tokens) == eos))
+  return {"windows": len(indices), "tokens": len(indices) * windows.window,
+          "split_documents": split_documents, "split_tokens": windows.stream_tokens,
+          "documents": len(np.unique(document_ids(windows, indices, eos)))}
+
+
+def document_ids(windows: TokenWindows, indices: np.ndarray, eos: int) -> np.ndarray:
+  """The document of every token of windows `indices`, `[n, window]`: its
+  index among the split's documents (a document ends with its `eos`)."""
   ends = np.flatnonzero(windows.tokens(0, windows.stream_tokens) == eos)
-  starts = _spread(len(windows), count) * window
-  first = np.searchsorted(ends, starts)
-  last = np.searchsorted(ends, starts + window - 1)
-  documents = set()
-  for a, b in zip(first.tolist(), last.tolist()):
-    documents.update(range(a, b + 1))
-  return {"windows": len(starts), "tokens": len(starts) * window,
-          "split_documents": len(ends), "split_tokens": windows.stream_tokens,
-          "documents": len(documents)}
+  positions = np.asarray(indices)[:, None] * windows.window + np.arange(windows.window)
+  return np.searchsorted(ends, positions)
 
 
 def batches(windows, global_batch: int, seed: int,

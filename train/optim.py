@@ -39,7 +39,8 @@ def make_optimizer(
     config: TrainConfig, component_metrics: bool = True,
 ) -> Callable[[Any], optax.GradientTransformationExtraArgs]:
   """`peak_lr -> optimizer`: `config.optimizer` with `config.opt` overrides at
-  learning rate `peak_lr * unit_schedule(count)`.
+  learning rate `peak_lr * unit_schedule(count)`, after clipping the gradient
+  to `config.clip_norm` (global L2 norm) if set.
 
   Both factors are `optax.inject_hyperparams` entries of the state: `init`
   stores the peak given here (a sweep, one per run), and every `update`
@@ -49,9 +50,13 @@ def make_optimizer(
   the state also holds each component's norms of the last step
   (:func:`layeropt_jax.with_component_metrics`).
   """
-  injected = optax.inject_hyperparams(
-      lambda peak_lr, schedule: get_optimizer(config.optimizer, peak_lr * schedule,
-                                              **config.opt))
+  def configured(peak_lr, schedule):
+    tx = get_optimizer(config.optimizer, peak_lr * schedule, **config.opt)
+    if config.clip_norm is None:
+      return tx
+    return optax.chain(optax.clip_by_global_norm(config.clip_norm), tx)
+
+  injected = optax.inject_hyperparams(configured)
   shape = unit_schedule(config)
 
   def optimizer(peak_lr):

@@ -74,9 +74,10 @@ def fsdp_spec(shape: tuple[int, ...], num_shards: int) -> P:
   return P(*[DATA_AXIS if d == dim else None for d in range(len(shape))])
 
 
-def loss_fn(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array,
-            chunk: int = 0) -> jax.Array:
-  """Mean next-token cross-entropy of windows `tokens [B, T + 1]`.
+def token_losses(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array,
+                 chunk: int = 0) -> jax.Array:
+  """Next-token cross-entropy `[B, T]` at every position of windows
+  `tokens [B, T + 1]`.
 
   With `0 < chunk < T`, the head and the loss see `chunk` positions of every
   sequence at a time, in a scan whose body is rematerialised: at most
@@ -88,24 +89,29 @@ def loss_fn(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array,
   hidden = model.hidden_states(inputs)
   if not chunk or chunk >= length:
     logits = model.head(hidden).reshape(batch, length, -1)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   chunks = -(-length // chunk)
   pad = chunks * chunk - length
   hidden = jnp.pad(hidden.reshape(batch, length, -1), ((0, 0), (0, pad), (0, 0)))
   labels = jnp.pad(labels, ((0, 0), (0, pad)))
-  real = (jnp.arange(chunks * chunk) < length).reshape(chunks, chunk)
 
   @jax.checkpoint
-  def chunk_loss(hidden, labels, real):  # [B, chunk, H], [B, chunk], [chunk]
+  def chunk_losses(hidden, labels):  # [B, chunk, H], [B, chunk] -> [B, chunk]
     logits = model.head(hidden.reshape(batch * chunk, -1))
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels.reshape(-1))
-    return jnp.sum(losses.reshape(batch, chunk) * real)
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits, labels.reshape(-1)).reshape(batch, chunk)
 
   per_chunk = (hidden.reshape(batch, chunks, chunk, -1).swapaxes(0, 1),
-               labels.reshape(batch, chunks, chunk).swapaxes(0, 1), real)
-  total, _ = jax.lax.scan(lambda total, xs: (total + chunk_loss(*xs), None),
-                          jnp.zeros((), jnp.float32), per_chunk)
-  return total / (batch * length)
+               labels.reshape(batch, chunks, chunk).swapaxes(0, 1))
+  _, losses = jax.lax.scan(lambda carry, xs: (carry, chunk_losses(*xs)), None, per_chunk)
+  return losses.swapaxes(0, 1).reshape(batch, chunks * chunk)[:, :length]
+
+
+def loss_fn(graphdef: nnx.GraphDef, params: nnx.State, tokens: jax.Array,
+            chunk: int = 0) -> jax.Array:
+  """Mean next-token cross-entropy of windows `tokens [B, T + 1]`
+  (:func:`token_losses`, `chunk` as there)."""
+  return token_losses(graphdef, params, tokens, chunk).mean()
 
 
 def value_and_grad(loss: Callable[[nnx.State, jax.Array], jax.Array], params: nnx.State,
@@ -234,8 +240,9 @@ class Trainer:
         in_shardings=(self.state_sharding, self.batch_sharding),
         out_shardings=(self.state_sharding, replicated),
         donate_argnums=0, compiler_options=compiler_options)
-    self._eval_loss = jax.jit(
-        runs(lambda params, tokens: self._loss(params, tokens), (0, None)),
+    self._eval_losses = jax.jit(
+        runs(lambda params, tokens: token_losses(self.graphdef, params, tokens,
+                                                 self.loss_chunk), (0, None)),
         in_shardings=(self.state_sharding.params, NamedSharding(mesh, P(DATA_AXIS))),
         out_shardings=replicated)
 
@@ -274,5 +281,6 @@ class Trainer:
         NamedSharding(self.mesh, P(DATA_AXIS)), local_rows)
 
   def evaluate(self, params: nnx.State, batches: list[jax.Array]) -> np.ndarray:
-    """Each run's mean loss over fixed global batches, `[K]`."""
-    return np.mean([np.asarray(self._eval_loss(params, b)) for b in batches], axis=0)
+    """Each run's loss at every position of fixed global batches `[b, T + 1]`,
+    `[K, len(batches) * b, T]`."""
+    return np.concatenate([np.asarray(self._eval_losses(params, b)) for b in batches], axis=1)

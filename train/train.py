@@ -15,7 +15,7 @@ import pathlib
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from flax import nnx
 import grain
@@ -43,10 +43,40 @@ def init_distributed(config: TrainConfig) -> None:
                              config.process_id)
 
 
-def eval_batches(windows, config: TrainConfig, trainer: step.Trainer):
+class HeldOut(NamedTuple):
   """The fixed held-out set: `eval_batches` global batches of windows spread
   evenly over the whole validation split (`data.spread`), the same for every
-  seed and learning rate; this process's rows of each."""
+  seed and learning rate."""
+  batches: list[jax.Array]  # this process's rows of each global batch
+  files: np.ndarray  # the validation file of every position scored, [N, T]
+
+  def evaluate(self, trainer: step.Trainer, params: Any) -> Validation:
+    """Each run's validation losses at `params`."""
+    token_losses = trainer.evaluate(params, self.batches)  # [K, N, T]
+    ids = np.unique(self.files, return_inverse=True)[1].reshape(-1)
+    by_file = np.stack([np.bincount(ids, weights=run.reshape(-1)) for run in token_losses])
+    return Validation(token_losses.mean(axis=(1, 2)), by_file / np.bincount(ids))
+
+  def file_tokens(self) -> dict[str, list[int]]:
+    """The files the set holds tokens of (their index in the validation
+    split, in order) and how many positions of each it scores."""
+    files, tokens = np.unique(self.files, return_counts=True)
+    return {"val_files": files.tolist(), "val_file_tokens": tokens.tolist()}
+
+
+class Validation(NamedTuple):
+  """Each run's validation losses."""
+  loss: np.ndarray  # the mean over every position, [K]
+  by_file: np.ndarray  # the mean in each file of `HeldOut.file_tokens`, [K, F]
+
+  def record(self, k: int) -> dict[str, Any]:
+    """Run `k`'s losses as a metrics line holds them (the files' to 4 decimals)."""
+    return {"val_loss": float(self.loss[k]),
+            "val_loss_by_file": np.round(self.by_file[k], 4).tolist()}
+
+
+def held_out_set(windows, config: TrainConfig, trainer: step.Trainer, eos: int) -> HeldOut:
+  """The run's :class:`HeldOut`, this process's rows of each batch."""
   n = min(config.eval_batches, len(windows) // config.batch_size)
   if n == 0:
     raise ValueError(
@@ -55,8 +85,9 @@ def eval_batches(windows, config: TrainConfig, trainer: step.Trainer):
   rows = config.batch_size // jax.process_count()
   lo = jax.process_index() * rows
   held_out = data.spread(windows, n * config.batch_size)
-  return [trainer.global_eval_batch(b[lo:lo + rows])
-          for b in held_out.reshape(n, config.batch_size, -1)]
+  files = data.document_ids(windows, data.spread_indices(windows, n * config.batch_size), eos)
+  return HeldOut([trainer.global_eval_batch(b[lo:lo + rows])
+                  for b in held_out.reshape(n, config.batch_size, -1)], files[:, 1:])
 
 
 # What the runs of a sweep may differ in, beside their workdirs.
@@ -160,7 +191,8 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
   trainer = step.Trainer(configs)
   if is_main:
     _describe_parameters(configs, trainer.abstract_params)
-  val_batches = eval_batches(windows["validation"], config, trainer)
+  held_out = held_out_set(windows["validation"], config, trainer,
+                          tokenizer.token_to_id(data.EOS))
   setup_time = time.perf_counter() - start_time
 
   for c in configs:
@@ -180,7 +212,7 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
       is_main and config.progress))
   try:
     with StopSignals() as stop:
-      state, val_loss = _train_loop(configs, trainer, state, first, iterators, val_batches,
+      state, validation = _train_loop(configs, trainer, state, first, iterators, held_out,
                                     checkpoints, logs if is_main else None, bar, on_step,
                                     (start_time, setup_time), stop,
                                     stop_if_diverged=sweep_dir is None)
@@ -196,11 +228,12 @@ def run(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None,
       log_file.close()
   checkpoints.close()
 
-  if val_loss is None:  # resumed after the last checkpoint: nothing left to train
-    val_loss = trainer.evaluate(state.params, val_batches)
+  if validation is None:  # resumed after the last checkpoint: nothing left to train
+    validation = held_out.evaluate(trainer, state.params)
   if is_main:
     for k, c in enumerate(configs):
-      _finish(c, logs[k], float(val_loss[k]), time.perf_counter() - start_time)
+      _finish(c, logs[k], validation.record(k) | held_out.file_tokens(),
+              time.perf_counter() - start_time)
   return [pathlib.Path(c.workdir) for c in configs]
 
 
@@ -262,7 +295,7 @@ def _param_template(config: TrainConfig) -> nnx.State:
   return nnx.state(abstract_model, nnx.Param)
 
 
-def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoints,
+def _train_loop(configs, trainer, state, first, iterators, held_out, checkpoints,
                 logs, bar, on_step, times, stop, stop_if_diverged):
   """Steps from `first` to the last, logging (to `logs`, the main process's
   metrics files, or None), evaluating and checkpointing on the way; returns
@@ -274,7 +307,7 @@ def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoi
   that is not finite, raises `Diverged`."""
   config = configs[0]
   start_time, setup_time = times
-  val_loss = None
+  validation = None
   last_time, last_step = time.perf_counter(), first
   i = first
   if on_step is not None:
@@ -300,13 +333,13 @@ def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoi
       losses = np.asarray(out["loss"][-1])  # waits for the steps
       step_time = (time.perf_counter() - last_time) / (i - last_step)
       if evaluate:
-        val_loss = trainer.evaluate(state.params, val_batches)
+        validation = held_out.evaluate(trainer, state.params)
     if stop_if_diverged:
-      check_finite(config, i, n, out, val_loss if evaluate else None, checkpoints)
+      check_finite(config, i, n, out, validation.loss if evaluate else None, checkpoints)
     if evaluate or i % config.log_every == 0:
       if logs is not None:
         for k, c in enumerate(configs):
-          logs[k].write(_record(c, i, k, out, step_time, val_loss if evaluate else None))
+          logs[k].write(_record(c, i, k, out, step_time, validation if evaluate else None))
       bar.set_postfix(loss=f"{losses.mean():.3f}",
                       tok_s=f"{len(configs) * config.tokens_per_step / step_time:.0f}")
       last_time, last_step = time.perf_counter(), i
@@ -318,11 +351,11 @@ def _train_loop(configs, trainer, state, first, iterators, val_batches, checkpoi
     bar.update(n)
     if on_step is not None:
       on_step(i)
-  return state, val_loss
+  return state, validation
 
 
 def _record(c: TrainConfig, i: int, k: int, out: dict[str, Any], step_time: float,
-            val_loss) -> dict[str, Any]:
+            validation: Validation | None) -> dict[str, Any]:
   """The metrics.jsonl line of run `k` (config `c`) at step `i`."""
   record = {"step": i, "train_loss": float(out["loss"][-1][k]),
             "lr": float(out["lr"][-1][k]),
@@ -330,8 +363,8 @@ def _record(c: TrainConfig, i: int, k: int, out: dict[str, Any], step_time: floa
             "tokens_per_s": c.tokens_per_step / step_time,
             "nonfinite_steps": int(out["nonfinite_steps"][-1][k]),
             **{name: float(value[-1][k]) for name, value in out["components"].items()}}
-  if val_loss is not None:
-    record["val_loss"] = float(val_loss[k])
+  if validation is not None:
+    record |= validation.record(k)
   return record
 
 
@@ -358,16 +391,17 @@ class _Profile:
                 file=sys.stderr)
 
 
-def _finish(c: TrainConfig, log_file: metrics.MetricsLog, val_loss: float,
+def _finish(c: TrainConfig, log_file: metrics.MetricsLog, validation: dict[str, Any],
             elapsed: float) -> None:
-  """A finished run's last metrics line, its loss plot and its closing log."""
-  log_file.write({"event": "done", "step": c.steps, "val_loss": val_loss,
+  """A finished run's last metrics line (its validation losses, by file too,
+  and the files' token counts), its loss plot and its closing log."""
+  log_file.write({"event": "done", "step": c.steps, **validation,
                   "tokens": c.steps * c.tokens_per_step})
   metrics.plot(log_file.records(), pathlib.Path(c.workdir) / "loss_curve.png",
                f"{c.config} / {c.optimizer}, lr {c.lr:g}, seed {c.seed}")
   log.info("done: validation loss %.4f after %d steps (%s tokens) in %.0f s; "
            "%s holds metrics.jsonl, TensorBoard events, loss_curve.png, checkpoints/",
-           val_loss, c.steps, f"{c.steps * c.tokens_per_step:,}", elapsed, c.workdir)
+           validation["val_loss"], c.steps, f"{c.steps * c.tokens_per_step:,}", elapsed, c.workdir)
 
 
 def main(argv: list[str] | None = None) -> None:

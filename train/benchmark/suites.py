@@ -34,11 +34,17 @@ class Variant:
   description: str = ""
 
 
+# Fields added after runs were cached: at their default they are left out of
+# the hash, so that the runs cached before keep theirs.
+_HASHED_WHEN_SET = {"clip_norm": None}
+
+
 def run_hash(config: TrainConfig) -> str:
   """A stable hash of what the run computes and records: its configuration
   and its dataset's version (a new split or corpus is a new run)."""
   placement = fields_of(PLACEMENT)
-  fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in placement}
+  fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in placement
+            and not (k in _HASHED_WHEN_SET and v == _HASHED_WHEN_SET[k])}
   fields["data_version"] = str(BUILDERS[config.data].VERSION)
   return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -62,21 +62,31 @@ def trainer_section(results: dict) -> list[str]:
            f"{results['machine']['cpus']} cores; CPU features: {features}).", "",
            f"Dense float32 matmul (jitted 2048^3, best of 5): {peak / 1e9:.0f} GFLOP/s.", "",
            *markdown.table(
-               ["config", "batch x seq", "tokens/s", "PyTorch eager tokens/s",
-                "torch.compile tokens/s", "x eager", "x compiled (target >= 1.0)",
-                "FLOP/s", "of matmul peak"],
+               ["config", "batch x seq", "tokens/s", "XLA's defaults tokens/s",
+                "PyTorch eager tokens/s", "torch.compile tokens/s", "x XLA's defaults",
+                "x eager", "x compiled (target >= 1.0)", "FLOP/s", "of matmul peak"],
                ([name, f"{r['batch']} x {r['seq_len']}", f"{r['tokens_per_s']:.0f}",
+                 _optional(r, "xla_defaults_tokens_per_s", ".0f"),
                  f"{r['torch_tokens_per_s']:.0f}",
                  _optional(r, "torch_compiled_tokens_per_s", ".0f"),
+                 _optional(r, "speedup_vs_xla_defaults", ".2f"),
                  f"{r['speedup_vs_torch']:.2f}", _optional(r, "speedup_vs_torch_compiled", ".2f"),
                  f"{r['flops_per_s'] / 1e9:.0f} G", f"{r['fraction_of_matmul_peak']:.0%}"]
-                for name, r in results["trainer"].items()))]
+                for name, r in results["trainer"].items())),
+           "", "XLA options the trainer chose on this machine (`train.step."
+           "step_compiler_options`, from the CPU's features and cores): "
+           + (", ".join(f"`{k}={v}`" for k, v in _chosen_options(results).items())
+              or "none (XLA's defaults)") + "."]
   sweep = results.get("sweep")
   if sweep:
     lines += ["", f"Sweep: {sweep['runs']} nano runs of {sweep['steps']} steps in one program "
               f"(`train_sweep`, default `--vmap-runs`) took {sweep['sweep_s']:.0f} s; one after "
               f"another {sweep['sequential_s']:.0f} s: x{sweep['speedup']:.2f} (target >= 1.5)."]
   return lines
+
+
+def _chosen_options(results: dict) -> dict:
+  return next(iter(results["trainer"].values())).get("compiler_options", {})
 
 
 def _optional(result: dict, key: str, spec: str) -> str:

@@ -3,10 +3,11 @@
   python -m train.perf.trainer_step [--configs nano,small] [--reps 5]
       [--out results/perf_trainer_step.json]
 
-- The trainer's jitted step (AdamW, float32, one run) and the same model and
-  optimizer in PyTorch (transformers' `Qwen3ForCausalLM`, `torch.optim.AdamW`,
-  same batch, sequence and threads), eager and under `torch.compile`, timed
-  interleaved; the median of the per-repetition ratios is reported, since
+- The trainer's jitted step (AdamW, float32, one run; with the XLA options
+  the trainer chooses on this machine, and with XLA's defaults) and the same
+  model and optimizer in PyTorch (transformers' `Qwen3ForCausalLM`,
+  `torch.optim.AdamW`, same batch, sequence and threads), eager and under
+  `torch.compile`, timed interleaved; the median of the per-repetition ratios is reported, since
   this machine is shared and noisy. The CPU's model and vector features
   (AVX-512, AMX) are recorded with them.
 - Achieved FLOP/s of the step (XLA's count of its FLOPs / time) against a
@@ -18,6 +19,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import dataclasses
 import multiprocessing
 import os
@@ -132,30 +134,41 @@ class TorchStep:
     return (time.perf_counter() - start) / iters
 
 
-def _torch_worker(conn, config_name: str, batch: int, seq: int,
-                  compile_backend: str | None) -> None:
-  torch_step = TorchStep(config_name, batch, seq, compile_backend)
+def time_step(step, iters: int) -> float:
+  """Seconds per step of `step` (a `JaxStep` or `TorchStep`) over `iters`."""
+  return step.time(iters)
+
+
+def _serve(conn, environment: dict[str, str], make: Callable, args: tuple) -> None:
+  os.environ.update(environment)
+  step = make(*args)
   conn.send("ready")
-  while (iters := conn.recv()) is not None:
-    conn.send(torch_step.time(iters))
+  while (request := conn.recv()) is not None:
+    measure, iters = request
+    conn.send(measure(step, iters))
 
 
-class TorchProcess:
-  """A `TorchStep` in its own process: PyTorch's OpenMP threads keep spinning
-  after each step and would slow down JAX's if they shared a process."""
+class StepProcess:
+  """The step `make(*args)` in a process of its own, started with
+  `environment`, measured on request: XLA reads `XLA_FLAGS` once per
+  process, and PyTorch's OpenMP threads keep spinning after each step and
+  would slow down JAX's if they shared one."""
 
-  def __init__(self, config_name: str, batch: int, seq: int,
-               compile_backend: str | None = None):
-    self.conn, child = multiprocessing.get_context("spawn").Pipe()
-    self.process = multiprocessing.get_context("spawn").Process(
-        target=_torch_worker, args=(child, config_name, batch, seq, compile_backend))
+  def __init__(self, make: Callable, *args, environment: dict[str, str] | None = None):
+    context = multiprocessing.get_context("spawn")
+    self.conn, child = context.Pipe()
+    self.process = context.Process(target=_serve, args=(child, environment or {}, make, args))
     self.process.start()
     assert self.conn.recv() == "ready"
 
+  def run(self, measure: Callable, iters: int):
+    """`measure(step, iters)` (a module-level function) in the process."""
+    self.conn.send((measure, iters))
+    return self.conn.recv()
+
   def time(self, iters: int) -> float:
-    self.conn.send(iters)
-    seconds = self.conn.recv()
-    time.sleep(0.5)  # lets the idle OpenMP threads stop spinning
+    seconds = self.run(time_step, iters)
+    time.sleep(0.5)  # lets idle OpenMP threads stop spinning
     return seconds
 
   def close(self) -> None:
@@ -165,28 +178,34 @@ class TorchProcess:
 
 def bench_trainer(config_name: str, batch: int, seq: int, reps: int, iters: int,
                   peak: float, compile_backend: str = "inductor") -> dict:
-  """Our step against PyTorch's, eager and compiled, each in turn in every
-  repetition; the medians of the per-repetition time ratios."""
+  """Our step (with the XLA options the trainer chooses on this machine, and
+  with XLA's defaults) against PyTorch's, eager and compiled, each in turn
+  in every repetition; the medians of the per-repetition time ratios."""
   ours = JaxStep(config_name, batch, seq)
-  theirs = {"torch": TorchProcess(config_name, batch, seq),
-            "torch_compiled": TorchProcess(config_name, batch, seq, compile_backend)}
-  times = {"ours": [], **{name: [] for name in theirs}}
+  others = {"xla_defaults": JaxStep(config_name, batch, seq, compiler_options={}),
+            "torch": StepProcess(TorchStep, config_name, batch, seq),
+            "torch_compiled": StepProcess(TorchStep, config_name, batch, seq, compile_backend)}
+  times = {"ours": [], **{name: [] for name in others}}
   for _ in range(reps):
     times["ours"].append(ours.time(iters))
-    for name, process in theirs.items():
-      times[name].append(process.time(iters))
-  for process in theirs.values():
-    process.close()
+    for name, other in others.items():
+      times[name].append(other.time(iters))
+  for other in others.values():
+    if isinstance(other, StepProcess):
+      other.close()
   t = statistics.median(times["ours"])
-  result = {"batch": batch, "seq_len": seq, "tokens_per_s": batch * seq / t}
-  for name in theirs:
+  result = {"batch": batch, "seq_len": seq, "tokens_per_s": batch * seq / t,
+            "compiler_options": step.step_compiler_options("cpu")}
+  for name in others:
     result[f"{name}_tokens_per_s"] = batch * seq / statistics.median(times[name])
     result[f"speedup_vs_{name}"] = statistics.median(
         [u / v for u, v in zip(times[name], times["ours"])])
   result.update(step_flops=ours.flops, flops_per_s=ours.flops / t,
                 fraction_of_matmul_peak=ours.flops / t / peak)
-  print(f"{config_name}: {result['tokens_per_s']:.0f} tok/s, x{result['speedup_vs_torch']:.2f} "
-        f"PyTorch eager, x{result['speedup_vs_torch_compiled']:.2f} torch.compile, "
+  print(f"{config_name}: {result['tokens_per_s']:.0f} tok/s, "
+        f"x{result['speedup_vs_xla_defaults']:.2f} XLA's defaults, "
+        f"x{result['speedup_vs_torch']:.2f} PyTorch eager, "
+        f"x{result['speedup_vs_torch_compiled']:.2f} torch.compile, "
         f"{result['flops_per_s'] / 1e9:.0f} GFLOP/s = "
         f"{result['fraction_of_matmul_peak']:.0%} of matmul", flush=True)
   return result

@@ -18,28 +18,16 @@ from __future__ import annotations
 import collections
 import gzip
 import json
-import multiprocessing
-import os
 import pathlib
 import re
 import statistics
 import tempfile
 
 from train import cli, provenance
-from train.perf.trainer_step import add_step_flags
+from train.perf.trainer_step import JaxStep, StepProcess, add_step_flags, time_step
 
 
-def _worker(conn, flags: str, config: str, batch: int, seq: int, profile: bool) -> None:
-  os.environ["XLA_FLAGS"] = flags
-  from train.perf.trainer_step import JaxStep
-  # XLA's defaults and the variant's flags alone, not the trainer's own options.
-  step = JaxStep(config, batch, seq, compiler_options={})
-  conn.send("ready")
-  while (iters := conn.recv()) is not None:
-    conn.send(_profile(step, iters) if profile else step.time(iters))
-
-
-def _profile(step, iters: int) -> dict[str, float]:
+def profile(step, iters: int) -> dict[str, float]:
   """Milliseconds per step of each kind of XLA operation (numbered
   instances summed), over `iters` calls, from a jax.profiler trace."""
   import jax
@@ -58,32 +46,21 @@ def _profile(step, iters: int) -> dict[str, float]:
   return {kind: ms / steps for kind, ms in kinds.most_common()}
 
 
-class _Variant:
-  def __init__(self, flags: str, config: str, batch: int, seq: int, profile: bool = False):
-    context = multiprocessing.get_context("spawn")
-    self.conn, child = context.Pipe()
-    self.process = context.Process(target=_worker,
-                                   args=(child, flags, config, batch, seq, profile))
-    self.process.start()
-    assert self.conn.recv() == "ready"
-
-  def run(self, iters: int):
-    self.conn.send(iters)
-    return self.conn.recv()
-
-  def close(self) -> None:
-    self.conn.send(None)
-    self.process.join()
+def _variant(flags: str, config: str, batch: int, seq: int) -> StepProcess:
+  """The trainer's step under XLA's defaults and `flags` alone (not the
+  trainer's own options), in a process started with them."""
+  return StepProcess(JaxStep, config, batch, seq, True, {},
+                     environment={"XLA_FLAGS": flags})
 
 
 def compare(config: str, variants: list[str], batch: int, seq: int, reps: int,
             iters: int) -> dict:
   """Each variant's tokens/s and its speed relative to the first's."""
-  running = [_Variant(flags, config, batch, seq) for flags in variants]
+  running = [_variant(flags, config, batch, seq) for flags in variants]
   times = [[] for _ in variants]
   for _ in range(reps):
     for k, variant in enumerate(running):
-      times[k].append(variant.run(iters))
+      times[k].append(variant.run(time_step, iters))
   for variant in running:
     variant.close()
   rows = [{"xla_flags": flags, "tokens_per_s": batch * seq / statistics.median(t),
@@ -107,8 +84,8 @@ def main(argv: list[str] | None = None) -> None:
   args = p.parse_args(argv)
   if args.profile:
     for flags in args.variant:
-      variant = _Variant(flags, args.profile, args.batch_size, args.seq_len, profile=True)
-      by_kind = variant.run(args.iters)
+      variant = _variant(flags, args.profile, args.batch_size, args.seq_len)
+      by_kind = variant.run(profile, args.iters)
       variant.close()
       print(f"{args.profile} [{flags}]: {sum(by_kind.values()):.1f} ms of operations per step")
       for kind, ms in list(by_kind.items())[:15]:

@@ -1,0 +1,94 @@
+"""The coordinate search on objectives whose optimum is known."""
+
+import math
+
+import pytest
+
+from layeropt_jax.search import Grid, coordinate_search, tune
+
+SQRT2 = 2 ** 0.5
+
+
+def test_grids_and_their_edges():
+  values = lambda grid, around: [grid.value(around, k) for k in grid.steps()]
+  assert values(Grid(SQRT2), 0.004) == [0.00282843, 0.004, 0.00565685]
+  assert values(Grid(3.0, zero=True), 0.1) == [0.0, 0.0333333, 0.1, 0.3]
+  assert values(Grid(2.0, complement=True), 0.95) == [0.975, 0.95, 0.9]
+  # Points are steps from the value the stage started around: no drift.
+  assert Grid(SQRT2).value(0.002, 6) == 0.016
+  assert Grid(SQRT2).beyond(1.0, [-1, 0, 1], 1) == 2
+  assert Grid(SQRT2).beyond(1.0, [-1, 0, 1], -1) == -2
+  assert Grid(SQRT2).beyond(1.0, [-1, 0, 1], 0) is None
+  # A weight decay best at 0 extends between 0 and its smallest other point.
+  assert Grid(3.0, zero=True).beyond(0.1, [-math.inf, -1, 0, 1], -math.inf) == -2
+  assert Grid(3.0, zero=True).beyond(0.1, [-math.inf, -1, 0, 1], -1) is None
+  # b2 extends towards 1 and away from it, never to or past 0.
+  assert Grid(2.0, complement=True).beyond(0.95, [-1, 0, 1], -1) == -2
+  assert Grid(2.0, complement=True).beyond(0.75, [-1, 0, 1], 1) is None
+  with pytest.raises(ValueError, match="needs 1 - value > 0"):
+    Grid(2.0, complement=True).check(1.0)
+
+
+def _bowl(optimum):
+  """A loss whose minimum over the log of each value is at `optimum`, plus
+  a seed's offset (common to every point, as a seed's luck is)."""
+  return lambda point, seed: 3.0 + 0.01 * seed + sum(
+      (math.log(point[k]) - math.log(v)) ** 2 for k, v in optimum.items())
+
+
+def test_the_search_finds_a_known_optimum_extending_its_grids_in_order():
+  """Learning rate 8x below its optimum, b2 off by half a step: the first
+  stage extends its grid until the optimum lies inside, each stage in the
+  given order, every choice inside its grid, each evaluation asked once."""
+  optimum = {"lr": 0.016, "b2_complement": 0.05}
+  calls = []
+
+  def objective(point, seed):
+    calls.append((tuple(sorted(point.items())), seed))
+    return _bowl({"lr": optimum["lr"]})(point, seed) + (
+        math.log(1 - point["b2"]) - math.log(optimum["b2_complement"])) ** 2
+
+  coordinates = [("lr", Grid(SQRT2)), ("b2", Grid(2.0, complement=True)), ("lr", Grid(SQRT2))]
+  search = tune(objective, {"lr": 0.002, "b2": 0.9}, coordinates, seeds=(0, 1, 2),
+                max_extensions=8)
+  assert search.done and [s.name for s in search.path] == ["lr", "b2", "lr"]
+  assert search.point == {"lr": 0.016, "b2": 0.95}
+  assert all(stage.inside for stage in search.path)
+  first = search.path[0]
+  assert len(first.losses) == 3 + 6 and max(first.losses) == 0.0226274
+  assert len(calls) == len(set(calls))  # the second lr stage reuses the first's points
+  assert all(len(losses) == 3 for stage in search.path for losses in stage.losses.values())
+
+
+def test_the_search_waits_for_its_pending_evaluations_and_resumes():
+  """Asked with nothing known it waits for the first grid at every seed;
+  with those known, for the next stage's new points only."""
+  objective = _bowl({"lr": 0.004, "weight_decay": 0.1})
+  coordinates = [("lr", Grid(SQRT2)), ("weight_decay", Grid(3.0, zero=True))]
+  start = {"lr": 0.004, "weight_decay": 0.3}
+  first = coordinate_search(start, coordinates, lambda p, s: None, seeds=(0, 1, 2))
+  assert not first.done and not first.path
+  assert sorted({p["lr"] for p, _ in first.pending}) == [0.00282843, 0.004, 0.00565685]
+  assert {s for _, s in first.pending} == {0, 1, 2} and len(first.pending) == 9
+  known = {(tuple(sorted(p.items())), s): objective(p, s) for p, s in first.pending}
+  loss = lambda p, s: known.get((tuple(sorted(p.items())), s))
+  second = coordinate_search(start, coordinates, loss, seeds=(0, 1, 2))
+  assert [s.name for s in second.path] == ["lr"] and second.point["lr"] == 0.004
+  # The decay grid around 0.3 is 0, 0.1, 0.3, 0.9: 0.3 is the first stage's choice.
+  assert sorted({p["weight_decay"] for p, _ in second.pending}) == [0.0, 0.1, 0.9]
+
+
+def test_a_diverged_point_is_the_worst_and_an_edge_past_the_limit_is_reported():
+  def objective(point, seed):
+    return math.nan if point["lr"] > 0.01 else -math.log(point["lr"])  # best: the largest
+  search = tune(objective, {"lr": 0.002}, [("lr", Grid(SQRT2))], seeds=(0,), max_extensions=2)
+  # Two extensions (0.004, 0.00566) and the best still on the edge: reported.
+  assert search.point["lr"] == 0.00565685 and not search.path[0].inside
+  search = tune(objective, {"lr": 0.002}, [("lr", Grid(SQRT2))], seeds=(0,), max_extensions=8)
+  assert search.point["lr"] == 0.008
+  assert search.path[0].inside and math.isnan(search.path[0].losses[0.0113137][0])
+
+
+def test_a_coordinate_needs_a_start_value():
+  with pytest.raises(ValueError, match="coordinate 'b2' has no start value"):
+    tune(lambda p, s: 0.0, {"lr": 1.0}, [("b2", Grid(2.0))], seeds=(0,))
