@@ -11,6 +11,7 @@ import pytest
 
 from layeropt_jax import OPTIMIZERS
 from train import corpora
+from train import train as train_module
 from train.benchmark import plan as planning
 from train.benchmark import methods, runner, suites
 
@@ -250,3 +251,64 @@ def test_a_methods_reports_lr_is_its_presets():
   from train.config import PRESETS
   with_preset = {name.removesuffix("-paper"): preset["lr"] for name, preset in PRESETS.items()}
   assert with_preset == {m.name: m.reports_lr for m in methods.METHODS if m.name in with_preset}
+
+
+def test_the_tuned_suite_judges_on_seeds_no_choice_has_seen():
+  suite = suites.SUITES["nano_tuned"]
+  tuning = suite.tuning
+  assert not set(tuning.selection_seeds) & set(tuning.confirmation_seeds)
+  assert tuning.selection_seeds == (0, 1, 2) and len(tuning.confirmation_seeds) >= 8
+  with pytest.raises(ValueError, match="must be disjoint"):
+    suites.Tuning(selection_seeds=(0, 1), confirmation_seeds=(1, 2))
+  assert suite.train["data"] == "python_packages" and suite.train["clip_norm"] == 1.0
+  assert [name for name, _ in tuning.coordinates] == ["lr", "weight_decay", "lr"]
+  assert set(tuning.extra) == {"ladm", "lamvs"}
+  assert sorted(m.optimizer for m in suite.methods) == sorted(OPTIMIZERS)
+  # The weight-decay grid spans 0 to 3x the default.
+  wd = dict(tuning.coordinates)["weight_decay"]
+  assert [wd.value(0.1, k) for k in wd.steps()] == [0.0, 0.0333333, 0.1, 0.3]
+
+
+def test_tuned_searches_on_simulated_losses_then_confirmation_seeds(tmp_path):
+  """Simulated final losses with a known best learning rate and decay per
+  row: every search ends there, each stage's runs train as sweeps (runs
+  differing in learning rate and seed only), the ablations start at their
+  parent's learning rate, and the confirmation runs use no selection seed."""
+  suite = dataclasses.replace(
+      suites.SUITES["nano_tuned"],
+      methods=(suites.Variant("adamw", "adamw", center_lr=2e-3),
+               suites.Variant("ladm", "ladm", center_lr=1e-3)),
+      ablations=(suites.ABLATIONS[1],))  # ladm without the multipliers
+  best = {"adamw": (8e-3, 0.3), "ladm": (1e-3, 0.0)}
+
+  def loss(config):
+    lr, wd = best["adamw" if config.optimizer == "adamw" else "ladm"]
+    b2 = config.opt.get("b2", 0.95)
+    return (3.0 + 0.01 * config.seed + (math.log(config.lr) - math.log(lr)) ** 2
+            + (config.opt["weight_decay"] - wd) ** 2 + (b2 - 0.95) ** 2)
+
+  plan = planning.Plan(suite, tmp_path, {})
+  assert plan.start(suite.ablations[0]) == {"lr": 1e-3, "weight_decay": 0.1}
+  assert plan.start(suite.methods[1]) == {"lr": 1e-3, "weight_decay": 0.1, "b2": 0.95}
+  known, trained = {}, []
+  while True:
+    searches = [plan.search(v, lambda c: known.get(c.workdir)) for v in plan.rows()]
+    pending = [plan.tuned_config(v, p, s) for v, search in zip(plan.rows(), searches)
+               for p, s in search.pending]
+    if not pending:
+      break
+    for sweep in train_module.sweeps(pending):
+      train_module.check_sweep(sweep)
+      for config in sweep:
+        known[config.workdir] = loss(config)
+        trained.append(config)
+  points = {v.name: s.point for v, s in zip(plan.rows(), searches)}
+  assert points["adamw"] == {"lr": 0.008, "weight_decay": 0.3}
+  assert points["ladm"]["lr"] == 0.001 and points["ladm"]["weight_decay"] == 0.0
+  assert points["ladm"]["b2"] == 0.95
+  assert all(stage.inside for s in searches[:1] for stage in s.path)
+  assert {c.seed for c in trained} == {0, 1, 2}
+  groups = plan.confirmation_groups(points)
+  assert [len(g) for g in groups] == [8, 8, 8]
+  assert {c.seed for g in groups for c in g} == set(range(100, 108))
+  assert groups[0][0].opt == {"weight_decay": 0.3} and groups[0][0].clip_norm == 1.0

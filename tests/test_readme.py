@@ -151,8 +151,10 @@ def check_default_run(workdir):
     assert r["tokens"] == r["step"] * 16 * 128
     assert r["lr"] == pytest.approx(3e-3 * float(schedule(r["step"] - 1)), rel=1e-6)
   assert [r["step"] for r in steps if "val_loss" in r] == [50, 100, 150, 200]
-  assert rows[-1] == {"event": "done", "step": 200, "val_loss": steps[-1]["val_loss"],
-                      "tokens": 200 * 16 * 128}
+  done = rows[-1]
+  assert {k: done[k] for k in ("event", "step", "val_loss", "tokens")} == {
+      "event": "done", "step": 200, "val_loss": steps[-1]["val_loss"], "tokens": 200 * 16 * 128}
+  assert len(done["val_files"]) == len(done["val_file_tokens"]) > 1
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["100", "200"]
   assert (workdir / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

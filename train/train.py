@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 import dataclasses
+import json
 import logging
 import os
 import pathlib
 import signal
 import sys
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 from flax import nnx
 import grain
@@ -27,6 +28,7 @@ from layeropt_jax import get_optimizer
 from train import checkpoint, data, files, hf, metrics, model, optim, step
 from train.config import TrainConfig, from_args
 from train.stopping import Diverged, Interrupted, StopSignals, check_finite
+from train.validation import Validation, held_out_set
 
 log = logging.getLogger("train")
 # Every parameter's component label and LR multiplier, in a run's workdir.
@@ -41,53 +43,6 @@ def init_distributed(config: TrainConfig) -> None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(config.coordinator_address, config.num_processes,
                              config.process_id)
-
-
-class HeldOut(NamedTuple):
-  """The fixed held-out set: `eval_batches` global batches of windows spread
-  evenly over the whole validation split (`data.spread`), the same for every
-  seed and learning rate."""
-  batches: list[jax.Array]  # this process's rows of each global batch
-  files: np.ndarray  # the validation file of every position scored, [N, T]
-
-  def evaluate(self, trainer: step.Trainer, params: Any) -> Validation:
-    """Each run's validation losses at `params`."""
-    token_losses = trainer.evaluate(params, self.batches)  # [K, N, T]
-    ids = np.unique(self.files, return_inverse=True)[1].reshape(-1)
-    by_file = np.stack([np.bincount(ids, weights=run.reshape(-1)) for run in token_losses])
-    return Validation(token_losses.mean(axis=(1, 2)), by_file / np.bincount(ids))
-
-  def file_tokens(self) -> dict[str, list[int]]:
-    """The files the set holds tokens of (their index in the validation
-    split, in order) and how many positions of each it scores."""
-    files, tokens = np.unique(self.files, return_counts=True)
-    return {"val_files": files.tolist(), "val_file_tokens": tokens.tolist()}
-
-
-class Validation(NamedTuple):
-  """Each run's validation losses."""
-  loss: np.ndarray  # the mean over every position, [K]
-  by_file: np.ndarray  # the mean in each file of `HeldOut.file_tokens`, [K, F]
-
-  def record(self, k: int) -> dict[str, Any]:
-    """Run `k`'s losses as a metrics line holds them (the files' to 4 decimals)."""
-    return {"val_loss": float(self.loss[k]),
-            "val_loss_by_file": np.round(self.by_file[k], 4).tolist()}
-
-
-def held_out_set(windows, config: TrainConfig, trainer: step.Trainer, eos: int) -> HeldOut:
-  """The run's :class:`HeldOut`, this process's rows of each batch."""
-  n = min(config.eval_batches, len(windows) // config.batch_size)
-  if n == 0:
-    raise ValueError(
-        f"the validation split has {len(windows)} windows, fewer than one batch "
-        f"of {config.batch_size}")
-  rows = config.batch_size // jax.process_count()
-  lo = jax.process_index() * rows
-  held_out = data.spread(windows, n * config.batch_size)
-  files = data.document_ids(windows, data.spread_indices(windows, n * config.batch_size), eos)
-  return HeldOut([trainer.global_eval_batch(b[lo:lo + rows])
-                  for b in held_out.reshape(n, config.batch_size, -1)], files[:, 1:])
 
 
 # What the runs of a sweep may differ in, beside their workdirs.
@@ -106,6 +61,17 @@ def check_sweep(configs: Sequence[TrainConfig]) -> None:
   workdirs = [c.workdir for c in configs]
   if len(set(workdirs)) != len(workdirs):
     raise ValueError(f"the runs of a sweep need distinct workdirs, got {workdirs}")
+
+
+def sweeps(configs: Sequence[TrainConfig]) -> list[list[TrainConfig]]:
+  """`configs` in sweeps (runs that differ only in learning rate and seed),
+  in the order of their first run."""
+  by_rest = {}
+  for config in configs:
+    rest = json.dumps({k: v for k, v in dataclasses.asdict(config).items()
+                       if k not in (*SWEEP_AXES, "workdir")}, sort_keys=True, default=str)
+    by_rest.setdefault(rest, []).append(config)
+  return list(by_rest.values())
 
 
 def preflight(configs: Sequence[TrainConfig], sweep_dir: pathlib.Path | None = None) -> None:

@@ -42,6 +42,9 @@ def _at_least_one(text: str) -> int:
   return value
 
 
+COMMITTED = " and ".join(name for name, suite in SUITES.items() if suite.committed)
+
+
 def _parser():
   p = cli.parser("train.benchmark", __doc__)
   p.add_argument("--suite", required=True, choices=sorted(SUITES),
@@ -49,12 +52,12 @@ def _parser():
                       "machinery in minutes)")
   p.add_argument("--runs-dir",
                  help="the cache of finished runs, <runs-dir>/<suite>/<hash> (default: "
-                      "results/runs for a suite whose results are committed, nano; else "
+                      f"results/runs for a suite whose results are committed, {COMMITTED}; else "
                       "runs/benchmark/runs)")
   p.add_argument("--sweeps-dir", default="runs/benchmark",
                  help="checkpoints of the groups of runs in training")
   p.add_argument("--out", help="where the results are written (default: results for a "
-                                "suite whose results are committed, nano; else "
+                                f"suite whose results are committed, {COMMITTED}; else "
                                 "runs/benchmark/results)")
   p.add_argument("--worker", default="0/1", type=_worker, metavar="I/N",
                  help="train worker I's share of the suite's runs, N workers sharing "

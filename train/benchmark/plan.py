@@ -17,6 +17,11 @@ share their points exactly:
 
 Then each method gets `seeds` seeds at its chosen learning rate, each
 ablation as many at its parent's, and the baseline its data budgets.
+
+A suite with `tuning` instead searches every row's hyperparameters (methods
+and ablations alike, each from its own start) by coordinate descent at the
+selection seeds (`Plan.search`), then trains each row's confirmation seeds
+at the point found (`Plan.confirmation_groups`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import pathlib
 import statistics
 from typing import Any
 
+from layeropt_jax import hyperparameters
+from layeropt_jax.search import Search, coordinate_search
 from train.benchmark.suites import BASELINE, Suite, Variant
 from train.config import TrainConfig
 
@@ -112,6 +119,42 @@ class Plan:
                         {lr(k): v for k, v in candidates.items()}, lr(chosen), stage, [])
       fine.append(beyond)
 
+  def rows(self) -> tuple[Variant, ...]:
+    """The methods, then the ablations."""
+    return (*self.suite.methods, *self.suite.ablations)
+
+  def start(self, variant: Variant) -> dict[str, float]:
+    """Where a tuned row's search starts: its learning rate grid's centre
+    (an ablation's parent's), the optimizer's defaults (or the row's own
+    values) of the other hyperparameters it tunes."""
+    defaults = {**hyperparameters(variant.optimizer), **variant.opt}
+    parent = next((m for m in self.suite.methods if m.name == variant.parent), variant)
+    return {"lr": parent.center_lr, **{name: defaults[name] for name, _ in
+                                       self.suite.tuning.coordinates_of(variant)
+                                       if name != "lr"}}
+
+  def tuned_config(self, variant: Variant, point: Mapping[str, float],
+                   seed: int) -> TrainConfig:
+    """The run of `variant` at the hyperparameters `point` and `seed`."""
+    opt = {name: value for name, value in point.items() if name != "lr"}
+    return self.suite.config(variant, point["lr"], seed, self.runs_dir, opt=opt,
+                             **self.placement)
+
+  def search(self, variant: Variant, loss: Loss) -> Search:
+    """Where a tuned row's coordinate search stands, given the runs'
+    losses (`Search.pending`: the (point, seed) runs it waits for)."""
+    tuning = self.suite.tuning
+    return coordinate_search(
+        self.start(variant), tuning.coordinates_of(variant),
+        lambda point, seed: loss(self.tuned_config(variant, point, seed)),
+        tuning.selection_seeds, tuning.max_extensions)
+
+  def confirmation_groups(self, points: Mapping[str, Mapping[str, float]]
+                          ) -> list[list[TrainConfig]]:
+    """Each tuned row's confirmation seeds at the point its search found."""
+    return [[self.tuned_config(v, points[v.name], seed)
+             for seed in self.suite.tuning.confirmation_seeds] for v in self.rows()]
+
   def final_groups(self, chosen: Mapping[str, float]) -> list[list[TrainConfig]]:
     """The runs after every learning rate is chosen, in groups that train
     together: each method's seeds at its learning rate, each ablation's at
@@ -139,8 +182,15 @@ class Plan:
 
   def planned_steps(self) -> int:
     """Training steps of the suite without grid extensions, its best grid
-    points neighbours."""
+    points neighbours (a tuned suite: every stage's grid new but its start
+    point, the confirmation seeds)."""
     suite, steps = self.suite, self.suite.train["steps"]
+    if suite.tuning is not None:
+      tuning = suite.tuning
+      points = sum(len(grid.steps()) - (k > 0) for v in self.rows()
+                   for k, (_, grid) in enumerate(tuning.coordinates_of(v)))
+      return steps * (points * len(tuning.selection_seeds)
+                      + len(self.rows()) * len(tuning.confirmation_seeds))
     fine = (suite.lr_choice_points - 1) * suite.lr_refine + 3
     # The points of the finer grid that seed 0 of the first grid has trained.
     trained = suite.lr_choice_points + (2 if suite.lr_refine == 1 else 0)

@@ -12,6 +12,7 @@ sharing `<runs-dir>` run one suite together, and any of them can be restarted
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import pathlib
@@ -26,7 +27,7 @@ from train.benchmark.plan import Plan
 from train.benchmark.runs import final_loss, finished, finished_in
 from train.benchmark.suites import Suite
 from train.config import TrainConfig
-from train.train import preflight, train_sweep
+from train.train import preflight, sweeps, train_sweep
 
 
 class Runner:
@@ -63,23 +64,24 @@ class Runner:
     self.bar.total = max(self.bar.total, self.bar.n + len(todo) * configs[0].steps)
     if not todo:
       return
-    reached = None
 
-    def advance(step: int) -> None:
+    def advance(runs: int, step: int) -> None:
       nonlocal reached
       if reached is None:  # the step the sweep starts from: 0, or a restored one
-        self.count_earlier(step * len(todo))
+        self.count_earlier(step * runs)
       else:
-        self.bar.update((step - reached) * len(todo))
+        self.bar.update((step - reached) * runs)
       reached = step
 
-    group = hashlib.sha256("".join(sorted(c.workdir for c in todo)).encode()).hexdigest()
-    sweep_dir = self.sweeps_dir / self.suite.name / group[:16]
-    train_sweep(todo, sweep_dir, on_step=advance)
-    # Its checkpoints only served resuming it (GBs per group at the reports'
-    # scale). Every process's saves are final once train_sweep returns.
-    if jax.process_index() == 0:
-      shutil.rmtree(sweep_dir)
+    for sweep in sweeps(todo):
+      reached = None
+      group = hashlib.sha256("".join(sorted(c.workdir for c in sweep)).encode()).hexdigest()
+      sweep_dir = self.sweeps_dir / self.suite.name / group[:16]
+      train_sweep(sweep, sweep_dir, on_step=functools.partial(advance, len(sweep)))
+      # Its checkpoints only served resuming it (GBs per group at the reports'
+      # scale). Every process's saves are final once train_sweep returns.
+      if jax.process_index() == 0:
+        shutil.rmtree(sweep_dir)
 
   def parts(self, groups: list[tuple[int, list[TrainConfig]]]
             ) -> list[tuple[int, list[TrainConfig]]]:
@@ -117,10 +119,42 @@ class Runner:
 def run_suite(suite: Suite, runs_dir: pathlib.Path, sweeps_dir: pathlib.Path,
               placement: dict[str, Any], worker: int = 0, workers: int = 1,
               poll_seconds: float = 30.0, max_group_runs: int | None = None) -> None:
-  """Every method's learning-rate choice; then its seeds, the ablations and
-  the baseline's data budgets. Returns once every run has finished."""
+  """Every method's learning-rate choice, then its seeds, the ablations and
+  the baseline's data budgets; or, for a suite with `tuning`, every row's
+  search, then its confirmation seeds. Returns once every run has finished."""
   runner = Runner(suite, runs_dir, sweeps_dir, placement, worker, workers, poll_seconds,
                   max_group_runs)
+  if suite.tuning is not None:
+    groups = list(enumerate(_tune(runner)))
+  else:
+    groups = list(enumerate(_choose_lrs(runner)))
+  runner.run_phase(groups)
+  everything = [c for _, runs in groups for c in runs]
+  while any(finished(c) is None for c in everything):
+    runner.wait("the seeds and budgets", everything)
+  runner.bar.close()
+
+
+def _tune(runner: Runner) -> list[list[TrainConfig]]:
+  """Trains every tuned row's searches to their end; returns the
+  confirmation groups."""
+  plan = runner.plan
+  rows = plan.rows()
+  while True:
+    searches = [plan.search(v, final_loss) for v in rows]
+    # A stage's runs are owned by a worker that turns with the stage.
+    pending = [(i + len(s.path), [plan.tuned_config(v, point, seed)
+                                  for point, seed in s.pending])
+               for i, (v, s) in enumerate(zip(rows, searches)) if not s.done]
+    if not pending:
+      return plan.confirmation_groups({v.name: s.point for v, s in zip(rows, searches)})
+    if not runner.run_phase(pending):
+      runner.wait("the searches", [c for _, runs in pending for c in runs])
+
+
+def _choose_lrs(runner: Runner) -> list[list[TrainConfig]]:
+  """Trains every method's learning-rate choice; returns the groups after it."""
+  suite = runner.suite
   while True:  # until every learning rate is chosen
     choices = [(i, runner.plan.choose_lr(m, final_loss)) for i, m in enumerate(suite.methods)]
     pending = [(i + choice.stage, choice.pending) for i, choice in choices
@@ -130,12 +164,7 @@ def run_suite(suite: Suite, runs_dir: pathlib.Path, sweeps_dir: pathlib.Path,
     if not runner.run_phase(pending):
       runner.wait("the learning-rate choices", [c for _, runs in pending for c in runs])
   chosen = {m.name: choice.lr for m, (_, choice) in zip(suite.methods, choices)}
-  groups = list(enumerate(runner.plan.final_groups(chosen)))
-  runner.run_phase(groups)
-  everything = [c for _, runs in groups for c in runs]
-  while any(finished(c) is None for c in everything):
-    runner.wait("the seeds and budgets", everything)
-  runner.bar.close()
+  return runner.plan.final_groups(chosen)
 
 
 def dry_run(suite: Suite, runs_dir: pathlib.Path, placement: dict[str, Any],
@@ -144,10 +173,17 @@ def dry_run(suite: Suite, runs_dir: pathlib.Path, placement: dict[str, Any],
   seeds, ablations and data budgets (each optimizer built), then trains one
   step of its first method on a tiny batch."""
   plan = Plan(suite, runs_dir, placement)
-  for method in suite.methods:
-    preflight([plan.config(method, lr, 0) for lr in suite.grid(method.center_lr)])
-  for group in plan.final_groups({m.name: m.center_lr for m in suite.methods}):
-    preflight(group)
+  if suite.tuning is not None:
+    for row in plan.rows():
+      first = plan.search(row, lambda config: None)
+      preflight([plan.tuned_config(row, point, seed) for point, seed in first.pending])
+    for group in plan.confirmation_groups({row.name: plan.start(row) for row in plan.rows()}):
+      preflight(group)
+  else:
+    for method in suite.methods:
+      preflight([plan.config(method, lr, 0) for lr in suite.grid(method.center_lr)])
+    for group in plan.final_groups({m.name: m.center_lr for m in suite.methods}):
+      preflight(group)
   tiny = dataclasses.replace(
       suite, name=f"{suite.name}-dry-run",
       train={**suite.train, "batch_size": batch_size, "seq_len": seq_len, "steps": 1,
@@ -157,4 +193,5 @@ def dry_run(suite: Suite, runs_dir: pathlib.Path, placement: dict[str, Any],
   print(f"dry run of suite {suite.name}: {len(suite.methods)} methods and "
         f"{len(suite.ablations)} ablations configured; one step of "
         f"{suite.methods[0].name} trained in {config.workdir}")
+  print(f"planned: {plan.planned_steps():,} run-steps without grid extensions")
   print("methods: " + ", ".join(m.name for m in suite.methods))
