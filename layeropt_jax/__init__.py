@@ -52,6 +52,13 @@ from layeropt_jax.registry import hyperparameters
 from layeropt_jax.registry import METHOD_SCALES
 from layeropt_jax.registry import OPTIMIZERS
 from layeropt_jax.registry import register_optimizer
+from layeropt_jax.search import coordinate_search
+from layeropt_jax.search import Grid
+from layeropt_jax.search import MULTIPLIER_GRID
+from layeropt_jax.search import Search
+from layeropt_jax.search import search_multipliers
+from layeropt_jax.search import Stage
+from layeropt_jax.search import tune
 
 __version__ = "0.1.0"
 
@@ -62,20 +69,25 @@ __all__ = (
     "ComponentMetricsState",
     "DEFAULT_LABEL_RULES",
     "DEFAULT_MATRIX_RULES",
+    "Grid",
     "LADM_SCALES",
     "LAMVS_SCALES",
     "LabelAssignment",
     "MALAO_SCALES",
     "METHOD_SCALES",
+    "MULTIPLIER_GRID",
     "NAMING_CONVENTIONS",
     "OPTIMIZERS",
     "ScaleByLadmState",
     "ScaleByLamoState",
+    "Search",
+    "Stage",
     "UNIT_SCALES",
     "adamw",
     "ademamix",
     "aovs",
     "clip_by_tensor_norm",
+    "coordinate_search",
     "decay_weights",
     "get_optimizer",
     "hyperparameters",
@@ -104,8 +116,10 @@ __all__ = (
     "scale_by_lamvs",
     "scale_by_layer",
     "scale_by_stable_adam",
+    "search_multipliers",
     "sophia",
     "stable_adamw",
+    "tune",
     "weights_mask",
     "with_component_metrics",
 )

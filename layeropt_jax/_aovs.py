@@ -19,6 +19,10 @@ from layeropt_jax.layerwise import layerwise_chain
 
 # Muon's quintic Newton-Schulz coefficients.
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
+# What the Newton-Schulz iteration adds to ||x||_F before it divides by it:
+# a guard for a zero update, fixed (not a method's eps) so that every method
+# orthogonalises the same matrix the same way.
+NS_NORM_EPS = 1e-8
 # Gives an orthogonalised update the RMS of an AdamW update (Liu et al. 2025).
 MATCHED_RMS = 0.2
 # The AOVS report gives no values; it uses LAMVS's table (a choice).
@@ -34,7 +38,7 @@ def _newton_schulz(x: jax.Array, ns_steps: int) -> jax.Array:
   """
   wide = x.shape[0] <= x.shape[1]
   x = x if wide else x.T
-  x = x / (jnp.linalg.norm(x) + 1e-8)
+  x = x / (jnp.linalg.norm(x) + NS_NORM_EPS)
   a, b, c = (jnp.asarray(k, x.dtype) for k in NS_COEFFS)
 
   def step(_, x):

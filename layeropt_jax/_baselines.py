@@ -21,6 +21,7 @@ from optax import contrib
 
 from layeropt_jax import _validation
 from layeropt_jax._adaptive import in_compute_dtype
+from layeropt_jax._aovs import NS_NORM_EPS
 from layeropt_jax._sharding import on_gathered
 from layeropt_jax.labels import ParamLabels, path_to_str
 from layeropt_jax.matrices import (
@@ -171,7 +172,8 @@ def muon(
     ns_steps: Newton-Schulz iterations (default 5).
     b1: AdamW's first-moment decay on the other leaves (default 0.9).
     b2: AdamW's second-moment decay on the other leaves (default 0.95).
-    eps: added to the denominators (default 1e-8).
+    eps: added to the AdamW part's denominators (default 1e-8); the
+      Newton-Schulz iteration divides by `||u||_F + 1e-8` whatever it is.
     weight_decay: decoupled weight decay of both parts on the weights (0.1).
     param_labels: pytree of labels, a callable `params -> labels`, or `None`
       for :func:`layeropt_jax.label_params`; selects the hidden weights.
@@ -193,7 +195,7 @@ def muon(
   return _in_library_dtypes(optax.partition(
       {
           "muon": on_gathered(contrib.muon(
-              learning_rate, ns_steps=ns_steps, beta=beta, eps=eps,
+              learning_rate, ns_steps=ns_steps, beta=beta, eps=NS_NORM_EPS,
               weight_decay=weight_decay, mu_dtype=mu_dtype, consistent_rms=0.2,
               muon_weight_dimension_numbers=lambda p: hidden_weight_layouts(
                   p, matrix_rules))),

@@ -110,7 +110,8 @@ def _mean(losses: Sequence[float]) -> float:
 
 def coordinate_search(start: Mapping[str, float],
                       coordinates: Sequence[tuple[str, Grid]], loss: Loss,
-                      seeds: Sequence[int], max_extensions: int = 4) -> Search:
+                      seeds: Sequence[int], max_extensions: int = 4,
+                      passes: int = 1) -> Search:
   """Coordinate descent from `start` over `coordinates` (visited in order),
   choosing each value by its mean loss over `seeds`.
 
@@ -121,58 +122,112 @@ def coordinate_search(start: Mapping[str, float],
     seeds: the seeds every grid point is evaluated at (the selection seeds;
       judge the result on others).
     max_extensions: points a stage may add past its grid's edges.
+    passes: with more than 1, each further pass visits again, in order, the
+      coordinates whose value the pass before moved (none moved: done).
 
   Returns:
     A :class:`Search`: the point chosen and the path once `done`, else the
     evaluations the current stage waits for.
   """
+  missing = sorted({name for name, _ in coordinates} - set(start))
+  if missing:
+    raise ValueError(f"coordinates {missing} have no start value; start has {sorted(start)}")
+  if passes < 1:
+    raise ValueError(f"passes must be >= 1, got {passes}")
   point, path = {k: _canonical(v) for k, v in start.items()}, []
-  for name, grid in coordinates:
-    if name not in point:
-      raise ValueError(f"coordinate {name!r} has no start value; start has {sorted(point)}")
-    around = point[name]
-    grid.check(around)
-    steps = grid.steps()
-    for extension in range(max_extensions + 1):
-      values = {k: grid.value(around, k) for k in steps}
-      known = {v: [loss({**point, name: v}, s) for s in seeds] for v in values.values()}
-      pending = [({**point, name: v}, s) for v, losses in known.items()
-                 for s, x in zip(seeds, losses) if x is None]
-      if pending:
-        return Search(point, path, pending)
-      best = min(steps, key=lambda k: _mean(known[values[k]]))
-      further = grid.beyond(around, steps, best)
-      if further is None or extension == max_extensions:
-        break
-      steps = sorted({*steps, further})
-    path.append(Stage(name, known, values[best], min(steps) < best < max(steps)))
-    point = {**point, name: values[best]}
+  visit = list(coordinates)
+  for _ in range(passes):
+    moved = []
+    for name, grid in visit:
+      around = point[name]
+      grid.check(around)
+      steps = grid.steps()
+      for extension in range(max_extensions + 1):
+        values = {k: grid.value(around, k) for k in steps}
+        known = {v: [loss({**point, name: v}, s) for s in seeds] for v in values.values()}
+        pending = [({**point, name: v}, s) for v, losses in known.items()
+                   for s, x in zip(seeds, losses) if x is None]
+        if pending:
+          return Search(point, path, pending)
+        best = min(steps, key=lambda k: _mean(known[values[k]]))
+        further = grid.beyond(around, steps, best)
+        if further is None or extension == max_extensions:
+          break
+        steps = sorted({*steps, further})
+      path.append(Stage(name, known, values[best], min(steps) < best < max(steps)))
+      if values[best] != around:
+        moved.append((name, grid))
+      point = {**point, name: values[best]}
+    visit = moved
   return Search(point, path, [])
 
 
 def tune(objective: Callable[[Mapping[str, float], int], float],
          start: Mapping[str, float], coordinates: Sequence[tuple[str, Grid]],
-         seeds: Sequence[int], max_extensions: int = 4) -> Search:
+         seeds: Sequence[int], max_extensions: int = 4, passes: int = 1) -> Search:
   """:func:`coordinate_search` to its end, calling `objective(point, seed)`
   (a training run's final loss, NaN if it diverged) for every evaluation it
   needs, each once.
 
-  Example: per-component learning-rate multipliers of your own model::
+  Args:
+    objective: `objective(point, seed)`, the loss at a point of every
+      hyperparameter of `start`.
+    start, coordinates, seeds, max_extensions, passes: as
+      :func:`coordinate_search` takes them.
 
-    def objective(point, seed):
-      scales = {label: point[label] for label in labels}
-      return train_and_validate(scales, seed)  # your training function
-
-    search = tune(objective, {label: 1.0 for label in labels},
-                  [(label, Grid(2 ** 0.5)) for label in labels], seeds=(0, 1, 2))
-    search.point, search.path  # the table found, and how
+  Returns:
+    The finished :class:`Search`: `point` the values chosen, `path` every
+    stage's grid and losses.
   """
   known: dict[tuple[tuple[tuple[str, float], ...], int], float] = {}
   key = lambda point, seed: (tuple(sorted(point.items())), seed)
   while True:
     search = coordinate_search(start, coordinates, lambda p, s: known.get(key(p, s)),
-                               seeds, max_extensions)
+                               seeds, max_extensions, passes)
     if search.done:
       return search
     for point, seed in search.pending:
       known[key(point, seed)] = float(objective(point, seed))
+
+
+# Per-component multipliers: sqrt(2) steps from 1/2 to 2 around 1.
+MULTIPLIER_GRID = Grid(2 ** 0.5, width=2)
+
+
+def search_multipliers(objective: Callable[[Mapping[str, float], int], float],
+                       labels: Sequence[str], seeds: Sequence[int],
+                       grid: Grid = MULTIPLIER_GRID, passes: int = 2,
+                       max_extensions: int = 4) -> Search:
+  """Per-component learning-rate multipliers for your own model, found by
+  coordinate descent from 1.0 everywhere: each label in turn over `grid`
+  (extended past an edge while the best point lies on it), then another pass
+  over the labels whose multiplier moved.
+
+  Example, with a training function of your own that takes a table (for
+  `layeropt_jax.layer_adam(..., scales=scales)`, say)::
+
+    search = search_multipliers(
+        lambda scales, seed: train_and_validate(scales, seed),
+        labels=("embedding", "attn_qkv", "attn_out", "mlp", "norm"), seeds=(0, 1, 2))
+    search.point  # the table: label -> multiplier
+    search.path   # every stage: the grid's losses by seed, the value chosen
+
+  Judge the table on seeds other than `seeds`: it is chosen on them.
+
+  Args:
+    objective: `objective(scales, seed)`, the final loss of a run whose
+      multiplier of each label is `scales[label]`; NaN if it diverged.
+    labels: the labels to tune, in the order visited (labels your model has
+      no parameters of change nothing: leave them out).
+    seeds: the seeds every table is trained at.
+    grid: where a multiplier's values lie around its current one.
+    passes: passes over the labels (the later ones over those that moved).
+    max_extensions: points a stage may add past its grid's edges.
+
+  Returns:
+    The finished :class:`Search`: `point` the table, `path` the record.
+  """
+  if not labels or len(set(labels)) != len(labels):
+    raise ValueError(f"labels must be distinct and at least one, got {list(labels)}")
+  return tune(objective, {label: 1.0 for label in labels},
+              [(label, grid) for label in labels], seeds, max_extensions, passes)

@@ -9,6 +9,7 @@ import pathlib
 
 import pytest
 
+import layeropt_jax
 from layeropt_jax import OPTIMIZERS
 from train import corpora
 from train import train as train_module
@@ -267,18 +268,37 @@ def test_the_tuned_suite_judges_on_seeds_no_choice_has_seen():
   # The weight-decay grid spans 0 to 3x the default.
   wd = dict(tuning.coordinates)["weight_decay"]
   assert [wd.value(0.1, k) for k in wd.steps()] == [0.0, 0.0333333, 0.1, 0.3]
+  # The multipliers: AdamW's (through layer_adam, AdamW with a table) and
+  # AOVS's, over the labels the nano model has parameters of; every budget
+  # read at most once.
+  assert tuning.multipliers == {"adamw": "layer_adam", "aovs": "aovs"}
+  assert {k: v for k, v in layeropt_jax.hyperparameters("layer_adam").items()
+          if k in ("b1", "b2", "eps", "weight_decay")} == {
+              k: v for k, v in layeropt_jax.hyperparameters("adamw").items()
+              if k in ("b1", "b2", "eps", "weight_decay")}
+  assert set(tuning.multiplier_labels) == set(layeropt_jax.COMPONENTS) - {"head"}
+  assert len(tuning.scaling_seeds) >= 5 and not set(tuning.scaling_seeds) & {0, 1, 2}
+  tokens = max(tuning.data_multiples) * suite.train["steps"] * 16 * 128
+  assert tokens <= 47_779_730  # the python_packages train split (results/nano_tuned.md)
+  with pytest.raises(ValueError, match="scaling seeds"):
+    suites.Tuning(scaling_seeds=(2, 3))
+  with pytest.raises(ValueError, match="not labels"):
+    suites.Tuning(multiplier_labels=("mlp", "ffn"))
 
 
 def test_tuned_searches_on_simulated_losses_then_confirmation_seeds(tmp_path):
   """Simulated final losses with a known best learning rate and decay per
   row: every search ends there, each stage's runs train as sweeps (runs
   differing in learning rate and seed only), the ablations start at their
-  parent's learning rate, and the confirmation runs use no selection seed."""
+  parent's learning rate, the confirmation runs use no selection seed, and
+  the workers own each target's stages in turn."""
   suite = dataclasses.replace(
       suites.SUITES["nano_tuned"],
       methods=(suites.Variant("adamw", "adamw", center_lr=2e-3),
                suites.Variant("ladm", "ladm", center_lr=1e-3)),
-      ablations=(suites.ABLATIONS[1],))  # ladm without the multipliers
+      ablations=(suites.ABLATIONS[1],),  # ladm without the multipliers
+      tuning=dataclasses.replace(suites.SUITES["nano_tuned"].tuning, multipliers={},
+                                 tables={}, data_multiples=(), scaling_seeds=()))
   best = {"adamw": (8e-3, 0.3), "ladm": (1e-3, 0.0)}
 
   def loss(config):
@@ -288,27 +308,33 @@ def test_tuned_searches_on_simulated_losses_then_confirmation_seeds(tmp_path):
             + (config.opt["weight_decay"] - wd) ** 2 + (b2 - 0.95) ** 2)
 
   plan = planning.Plan(suite, tmp_path, {})
-  assert plan.start(suite.ablations[0]) == {"lr": 1e-3, "weight_decay": 0.1}
-  assert plan.start(suite.methods[1]) == {"lr": 1e-3, "weight_decay": 0.1, "b2": 0.95}
+  rows = {t.variant.name: t for t in suite.targets()}
+  assert plan.start(rows["ladm without the multipliers"], {}) == {"lr": 1e-3,
+                                                                  "weight_decay": 0.1}
+  assert plan.start(rows["ladm"], {}) == {"lr": 1e-3, "weight_decay": 0.1, "b2": 0.95}
   known, trained = {}, []
   while True:
-    searches = [plan.search(v, lambda c: known.get(c.workdir)) for v in plan.rows()]
-    pending = [plan.tuned_config(v, p, s) for v, search in zip(plan.rows(), searches)
-               for p, s in search.pending]
-    if not pending:
+    groups, complete = plan.tuned_groups(lambda c: known.get(c.workdir))
+    pending = [c for _, runs in groups for c in runs if c.workdir not in known]
+    if complete and not pending:
       break
     for sweep in train_module.sweeps(pending):
       train_module.check_sweep(sweep)
       for config in sweep:
         known[config.workdir] = loss(config)
         trained.append(config)
-  points = {v.name: s.point for v, s in zip(plan.rows(), searches)}
+  searches = plan.searches(lambda c: known.get(c.workdir))
+  points = {name: search.point for name, (_, search) in searches.items()}
   assert points["adamw"] == {"lr": 0.008, "weight_decay": 0.3}
   assert points["ladm"]["lr"] == 0.001 and points["ladm"]["weight_decay"] == 0.0
   assert points["ladm"]["b2"] == 0.95
-  assert all(stage.inside for s in searches[:1] for stage in s.path)
-  assert {c.seed for c in trained} == {0, 1, 2}
-  groups = plan.confirmation_groups(points)
-  assert [len(g) for g in groups] == [8, 8, 8]
-  assert {c.seed for g in groups for c in g} == set(range(100, 108))
-  assert groups[0][0].opt == {"weight_decay": 0.3} and groups[0][0].clip_norm == 1.0
+  assert all(stage.inside for stage in searches["adamw"][1].path)
+  confirmations = [runs for _, runs in groups]
+  assert [len(g) for g in confirmations] == [8, 8, 8]
+  assert {c.seed for c in trained} == {0, 1, 2, *range(100, 108)}
+  assert {c.seed for g in confirmations for c in g} == set(range(100, 108))
+  first = confirmations[0][0]
+  assert first.opt == {"weight_decay": 0.3} and first.clip_norm == 1.0
+  # Each target's owner key: its place plus its stages done.
+  assert [key for key, _ in groups] == [i + len(searches[t.variant.name][1].path)
+                                        for i, t in enumerate(suite.targets())]

@@ -100,3 +100,27 @@ def test_the_choice_flip_probability():
   assert math.isnan(stats.choice_flip_probability({1.0: [2.0], 2.0: [1.0]}, 2.0, 20000))
   diverged = {**noisy, 8.0: [math.nan, 2.0, 2.0]}
   assert stats.choice_flip_probability(diverged, 2.0, 20000) == flip
+
+
+def test_the_scaling_forms_hold_a_known_truth():
+  """Losses drawn around `0.5 D^-0.3 + 2` at six budgets, five seeds each:
+  the power law's parameter intervals hold the truth, a loss the truth
+  reaches at 1.5x lies inside both forms' intervals, and the combined
+  interval spans both."""
+  truth = lambda d: 0.5 * d ** -0.3 + 2.0
+  rng = np.random.default_rng(0)
+  budgets = {d: truth(d) + 0.004 * rng.standard_normal(5) for d in (0.25, 0.5, 1, 2, 4, 8)}
+  target = {"x": truth(1.5) + 0.004 * rng.standard_normal(8)}
+  forms = stats.scaling_forms(budgets, target, 400)
+  for (low, high), true in zip(forms["fit_intervals"], (0.5, 0.3, 2.0)):
+    assert low < true < high
+  multiples = forms["multiples"]
+  for form in ("power_law", "log_linear"):
+    value, low, high = multiples[form]["x"]
+    assert low < 1.5 < high and value == pytest.approx(1.5, rel=0.25)
+  _, low, high = multiples["combined"]["x"]
+  assert low == min(multiples[f]["x"][1] for f in ("power_law", "log_linear"))
+  assert high == max(multiples[f]["x"][2] for f in ("power_law", "log_linear"))
+  # Outside the budgets' losses, interpolation says nothing.
+  assert math.isnan(stats.log_linear_multiple(1.0, {1: 3.0, 2: 2.9}))
+  assert stats.log_linear_multiple(2.95, {1: 3.0, 2: 2.9}) == pytest.approx(2 ** 0.5)

@@ -282,6 +282,17 @@ def validation_set(config: TrainConfig) -> dict[str, Any]:
           **held_out}
 
 
+def corpus(config: TrainConfig) -> dict[str, Any]:
+  """What a run's dataset holds: its train split's tokens (a run's budget
+  over them is how often it reads each window) and its builder's metadata
+  (python_packages: the distributions and licences, the files kept and those
+  left out, by why)."""
+  _, windows, _ = prepare_for(config)
+  metadata = corpora.builder(config.data, config.cache_dir).info.metadata or {}
+  return {"dataset": config.data, "version": str(BUILDERS[config.data].VERSION),
+          "train_tokens": windows["train"].stream_tokens, **metadata}
+
+
 def spread_indices(windows, count: int) -> np.ndarray:
   """The indices of :func:`spread`'s windows: `min(count, len(windows))`
   evenly spaced over `range(len(windows))`."""

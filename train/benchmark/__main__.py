@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
           f"the group in training resumes from step {e.step}", file=sys.stderr)
     sys.exit(130)
   # The results are the suite's, however they were (re)generated.
-  results.write(suite, runs.collect(suite, runs_dir), out,
+  results.write(suite, runs.collect(suite, runs_dir), runs_dir, out,
                 ["--suite", args.suite], placement)
 
 

@@ -18,10 +18,12 @@ share their points exactly:
 Then each method gets `seeds` seeds at its chosen learning rate, each
 ablation as many at its parent's, and the baseline its data budgets.
 
-A suite with `tuning` instead searches every row's hyperparameters (methods
-and ablations alike, each from its own start) by coordinate descent at the
-selection seeds (`Plan.search`), then trains each row's confirmation seeds
-at the point found (`Plan.confirmation_groups`).
+A suite with `tuning` instead searches, by coordinate descent at the
+selection seeds, every target's hyperparameters (`Plan.searches`): each row
+(methods and ablations alike, from its own start), then, from a row's
+chosen point, its per-component multipliers, tables and the baseline's
+other budgets; each target's confirmation seeds train at the point found
+(`Plan.tuned_groups`).
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ import pathlib
 import statistics
 from typing import Any
 
-from layeropt_jax import hyperparameters
-from layeropt_jax.search import Search, coordinate_search
+from layeropt_jax import COMPONENTS, UNIT_SCALES, hyperparameters
+from layeropt_jax.search import Point, Search, coordinate_search
 from train.benchmark.suites import BASELINE, Suite, Variant
+from train.benchmark.tuning import Target
 from train.config import TrainConfig
 
 # The final validation loss of a finished run (NaN if it diverged), None
@@ -119,41 +122,67 @@ class Plan:
                         {lr(k): v for k, v in candidates.items()}, lr(chosen), stage, [])
       fine.append(beyond)
 
-  def rows(self) -> tuple[Variant, ...]:
-    """The methods, then the ablations."""
-    return (*self.suite.methods, *self.suite.ablations)
-
-  def start(self, variant: Variant) -> dict[str, float]:
-    """Where a tuned row's search starts: its learning rate grid's centre
-    (an ablation's parent's), the optimizer's defaults (or the row's own
-    values) of the other hyperparameters it tunes."""
+  def start(self, target: Target, points: Mapping[str, Point]) -> Point | None:
+    """Where a target's search starts. A row: its learning-rate grid's
+    centre (an ablation's parent's) and the optimizer's defaults (or the
+    row's own values) of the rest it tunes. A target after a row: that row's
+    chosen point (None until `points` holds it), multipliers at 1."""
+    variant = target.variant
+    if target.after is not None:
+      if target.after not in points:
+        return None
+      return {**points[target.after],
+              **{name: 1.0 for name, _ in target.coordinates if name in COMPONENTS}}
     defaults = {**hyperparameters(variant.optimizer), **variant.opt}
     parent = next((m for m in self.suite.methods if m.name == variant.parent), variant)
-    return {"lr": parent.center_lr, **{name: defaults[name] for name, _ in
-                                       self.suite.tuning.coordinates_of(variant)
+    return {"lr": parent.center_lr, **{name: defaults[name] for name, _ in target.coordinates
                                        if name != "lr"}}
 
-  def tuned_config(self, variant: Variant, point: Mapping[str, float],
+  def tuned_config(self, target: Target, point: Mapping[str, float],
                    seed: int) -> TrainConfig:
-    """The run of `variant` at the hyperparameters `point` and `seed`."""
-    opt = {name: value for name, value in point.items() if name != "lr"}
-    return self.suite.config(variant, point["lr"], seed, self.runs_dir, opt=opt,
-                             **self.placement)
+    """The run of `target` at the hyperparameters `point` (a label's value:
+    its multiplier) and `seed`."""
+    scales = {name: value for name, value in point.items() if name in COMPONENTS}
+    opt = {name: value for name, value in point.items()
+           if name != "lr" and name not in COMPONENTS}
+    if scales:
+      opt["scales"] = {**UNIT_SCALES, **scales}
+    return self.suite.config(target.variant, point["lr"], seed, self.runs_dir,
+                             target.data_multiple, opt=opt, **self.placement)
 
-  def search(self, variant: Variant, loss: Loss) -> Search:
-    """Where a tuned row's coordinate search stands, given the runs'
-    losses (`Search.pending`: the (point, seed) runs it waits for)."""
-    tuning = self.suite.tuning
-    return coordinate_search(
-        self.start(variant), tuning.coordinates_of(variant),
-        lambda point, seed: loss(self.tuned_config(variant, point, seed)),
-        tuning.selection_seeds, tuning.max_extensions)
+  def searches(self, loss: Loss) -> dict[str, tuple[Target, Search]]:
+    """Every target's coordinate search whose start is known, by name,
+    given the runs' losses (`Search.pending`: the (point, seed) runs it
+    waits for). A target after a row waits for that row's choice."""
+    tuning, points, found = self.suite.tuning, {}, {}
+    for target in self.suite.targets():
+      start = self.start(target, points)
+      if start is None:
+        continue
+      search = coordinate_search(
+          start, target.coordinates,
+          lambda point, seed, target=target: loss(self.tuned_config(target, point, seed)),
+          tuning.selection_seeds, tuning.max_extensions, target.passes)
+      found[target.variant.name] = (target, search)
+      if search.done:
+        points[target.variant.name] = search.point
+    return found
 
-  def confirmation_groups(self, points: Mapping[str, Mapping[str, float]]
-                          ) -> list[list[TrainConfig]]:
-    """Each tuned row's confirmation seeds at the point its search found."""
-    return [[self.tuned_config(v, points[v.name], seed)
-             for seed in self.suite.tuning.confirmation_seeds] for v in self.rows()]
+  def tuned_groups(self, loss: Loss) -> tuple[list[tuple[int, list[TrainConfig]]], bool]:
+    """Each target's next runs, `(owner key, runs)`: its search's pending
+    stage, or, once its search is done, its confirmation seeds at the point
+    found; and whether every target is listed. A target's key is its place
+    among the suite's targets plus its stages done, so that the workers
+    agree on who trains what and the owner turns with each stage."""
+    order = {t.variant.name: i for i, t in enumerate(self.suite.targets())}
+    searches = self.searches(loss)
+    groups = []
+    for name, (target, search) in searches.items():
+      runs = ([self.tuned_config(target, point, seed) for point, seed in search.pending]
+              if not search.done else
+              [self.tuned_config(target, search.point, seed) for seed in target.seeds])
+      groups.append((order[name] + len(search.path), runs))
+    return groups, len(searches) == len(order)
 
   def final_groups(self, chosen: Mapping[str, float]) -> list[list[TrainConfig]]:
     """The runs after every learning rate is chosen, in groups that train
@@ -182,15 +211,17 @@ class Plan:
 
   def planned_steps(self) -> int:
     """Training steps of the suite without grid extensions, its best grid
-    points neighbours (a tuned suite: every stage's grid new but its start
-    point, the confirmation seeds)."""
+    points neighbours (a tuned suite: each target's first pass, every
+    stage's grid new but for its start point, and its confirmation seeds)."""
     suite, steps = self.suite, self.suite.train["steps"]
     if suite.tuning is not None:
       tuning = suite.tuning
-      points = sum(len(grid.steps()) - (k > 0) for v in self.rows()
-                   for k, (_, grid) in enumerate(tuning.coordinates_of(v)))
-      return steps * (points * len(tuning.selection_seeds)
-                      + len(self.rows()) * len(tuning.confirmation_seeds))
+      return sum(
+          round(steps * t.data_multiple) * (
+              sum(len(grid.steps()) - (k > 0)
+                  for k, (_, grid) in enumerate(t.coordinates)) * len(tuning.selection_seeds)
+              + len(t.seeds))
+          for t in suite.targets())
     fine = (suite.lr_choice_points - 1) * suite.lr_refine + 3
     # The points of the finer grid that seed 0 of the first grid has trained.
     trained = suite.lr_choice_points + (2 if suite.lr_refine == 1 else 0)

@@ -56,7 +56,6 @@ def _multiple(scaling: dict[str, Any] | None, name: str) -> str:
 
 def header(suite: Suite, results: dict[str, Any]) -> list[str]:
   step = suite.grid_factor ** (1 / suite.lr_refine)
-  machine = results["machine"]
   return [
       f"# Benchmark: suite `{suite.name}`", "",
       f"{suite.description}. Learning rates: a grid of {suite.grid_points} points "
@@ -67,7 +66,13 @@ def header(suite: Suite, results: dict[str, Any]) -> list[str]:
       "by a step while the lowest mean lies on its edge; the lowest mean is chosen. "
       f"Then {suite.seeds} seeds at each method's chosen learning rate (a seed fixes "
       "the initialisation and the data order, so methods are compared seed by "
-      "seed).", "",
+      "seed).", "", *provenance(suite, results)]
+
+
+def provenance(suite: Suite, results: dict[str, Any]) -> list[str]:
+  """The command that runs the suite, and where its results were written."""
+  machine = results["machine"]
+  return [
       f"Command: `{results['command']}` (resumable, and `--worker I/N` shares it over "
       f"machines; see `{suite.name}.json` for every run and the command that "
       "reproduces it alone).  ",
@@ -78,16 +83,25 @@ def header(suite: Suite, results: dict[str, Any]) -> list[str]:
       f"optax {machine['optax']}.", ""]
 
 
-def progress(findings: Findings, results: dict[str, Any]) -> list[str]:
+def progress_of(results: dict[str, Any], complete: bool, missing: int, still_open: str,
+                covered: str) -> list[str]:
+  """How far the suite is: its runs, and while in progress what is missing
+  (`still_open`: what is still to decide, or empty) and what the tables cover."""
   done = len({r["hash"] for v in results["variants"].values() for r in v["runs"]})
-  if findings.complete:
+  if complete:
     return [f"Runs: {done}.", ""]
-  return [f"**In progress**: {done} runs have finished and {findings.missing} more "
-          "are needed by what is known now"
-          + (f", while {findings.open_choices} methods' learning rates are still "
-             "to choose" if findings.open_choices else "")
-          + "; rerun the command to continue. Rows below cover the methods whose "
-          "learning rate is chosen; `n` is the number of seeds so far.", ""]
+  return [f"**In progress**: {done} runs have finished and {missing} more are needed by "
+          "what is known now" + (f", while {still_open}" if still_open else "")
+          + f"; rerun the command to continue. {covered}", ""]
+
+
+def progress(findings: Findings, results: dict[str, Any]) -> list[str]:
+  return progress_of(
+      results, findings.complete, findings.missing,
+      f"{findings.open_choices} methods' learning rates are still to choose"
+      if findings.open_choices else "",
+      "Rows below cover the methods whose learning rate is chosen; `n` is the number "
+      "of seeds so far.")
 
 
 def scale(suite: Suite) -> list[str]:

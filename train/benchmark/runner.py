@@ -120,8 +120,8 @@ def run_suite(suite: Suite, runs_dir: pathlib.Path, sweeps_dir: pathlib.Path,
               placement: dict[str, Any], worker: int = 0, workers: int = 1,
               poll_seconds: float = 30.0, max_group_runs: int | None = None) -> None:
   """Every method's learning-rate choice, then its seeds, the ablations and
-  the baseline's data budgets; or, for a suite with `tuning`, every row's
-  search, then its confirmation seeds. Returns once every run has finished."""
+  the baseline's data budgets; or, for a suite with `tuning`, every
+  target's search and confirmation seeds. Returns once every run has finished."""
   runner = Runner(suite, runs_dir, sweeps_dir, placement, worker, workers, poll_seconds,
                   max_group_runs)
   if suite.tuning is not None:
@@ -136,20 +136,15 @@ def run_suite(suite: Suite, runs_dir: pathlib.Path, sweeps_dir: pathlib.Path,
 
 
 def _tune(runner: Runner) -> list[list[TrainConfig]]:
-  """Trains every tuned row's searches to their end; returns the
-  confirmation groups."""
-  plan = runner.plan
-  rows = plan.rows()
+  """Trains every target's search and confirmation seeds; returns the
+  groups of the last."""
   while True:
-    searches = [plan.search(v, final_loss) for v in rows]
-    # A stage's runs are owned by a worker that turns with the stage.
-    pending = [(i + len(s.path), [plan.tuned_config(v, point, seed)
-                                  for point, seed in s.pending])
-               for i, (v, s) in enumerate(zip(rows, searches)) if not s.done]
-    if not pending:
-      return plan.confirmation_groups({v.name: s.point for v, s in zip(rows, searches)})
-    if not runner.run_phase(pending):
-      runner.wait("the searches", [c for _, runs in pending for c in runs])
+    groups, complete = runner.plan.tuned_groups(final_loss)
+    todo = [(key, runs) for key, runs in groups if any(finished(c) is None for c in runs)]
+    if complete and not todo:
+      return [runs for _, runs in groups]
+    if not runner.run_phase(todo):
+      runner.wait("the searches", [c for _, runs in todo for c in runs])
 
 
 def _choose_lrs(runner: Runner) -> list[list[TrainConfig]]:
@@ -174,11 +169,10 @@ def dry_run(suite: Suite, runs_dir: pathlib.Path, placement: dict[str, Any],
   step of its first method on a tiny batch."""
   plan = Plan(suite, runs_dir, placement)
   if suite.tuning is not None:
-    for row in plan.rows():
-      first = plan.search(row, lambda config: None)
-      preflight([plan.tuned_config(row, point, seed) for point, seed in first.pending])
-    for group in plan.confirmation_groups({row.name: plan.start(row) for row in plan.rows()}):
-      preflight(group)
+    # Every target's confirmation, as if every run diverged (each search then
+    # ends at once, past its grid's edges).
+    for target, search in plan.searches(lambda config: math.nan).values():
+      preflight([plan.tuned_config(target, search.point, seed) for seed in target.seeds])
   else:
     for method in suite.methods:
       preflight([plan.config(method, lr, 0) for lr in suite.grid(method.center_lr)])

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 import math
 import statistics
+from typing import Any
 
 import numpy as np
 import scipy.optimize
@@ -131,3 +132,61 @@ def data_multiples(budgets: Mapping[float, np.ndarray], losses: Mapping[str, np.
     lo, hi = np.percentile(draws[name], [2.5, 97.5]) if len(values) > 1 else (math.nan,) * 2
     multiples[name] = (data_multiple(values.mean(), fit), float(lo), float(hi))
   return fit, multiples
+
+
+def log_linear_multiple(loss: float, means: Mapping[float, float]) -> float:
+  """The data multiple at which the baseline reaches `loss`, interpolated
+  linearly in log(D) between the two neighbouring budgets whose mean losses
+  bracket it (a form that assumes no shape of the curve); NaN outside the
+  budgets' losses."""
+  budgets = sorted(means)
+  for low, high in zip(budgets, budgets[1:]):
+    y0, y1 = means[low], means[high]
+    if y0 != y1 and min(y0, y1) <= loss <= max(y0, y1):
+      t = (loss - y0) / (y1 - y0)
+      return math.exp(math.log(low) + t * (math.log(high) - math.log(low)))
+  return math.nan
+
+
+def scaling_forms(budgets: Mapping[float, np.ndarray], losses: Mapping[str, np.ndarray],
+                  replicates: int) -> dict[str, Any]:
+  """The baseline's data scaling under two forms, with their uncertainty
+  from `replicates` bootstrap replicates that resample the seeds of every
+  budget and of each entry of `losses`:
+
+  - "power_law": `L(D) = a D^-b + c` (every seed a point): the fit, its
+    parameters' 2.5-97.5 percentiles, and each entry's data multiple;
+  - "log_linear": each entry's multiple interpolated between the budgets'
+    mean losses (NaN outside them);
+  - "combined": each entry's multiple by the power law, with an interval
+    from the lowest to the highest percentile of either form: the seeds'
+    and the model form's uncertainty together.
+  """
+  x = np.repeat(list(budgets), [len(v) for v in budgets.values()]).astype(float)
+  fit = power_law(x, np.concatenate(list(budgets.values())))
+  means = lambda samples: {m: float(np.mean(v)) for m, v in samples.items()}
+  rng = np.random.default_rng(0)
+  params, draws = [], {form: {n: [] for n in losses} for form in ("power_law", "log_linear")}
+  for _ in range(replicates):
+    resampled = {m: rng.choice(v, len(v)) for m, v in budgets.items()}
+    fit_star = power_law(x, np.concatenate(list(resampled.values())))
+    params.append(fit_star)
+    for name, values in losses.items():
+      loss = rng.choice(values, len(values)).mean()
+      draws["power_law"][name].append(data_multiple(loss, fit_star))
+      draws["log_linear"][name].append(log_linear_multiple(loss, means(resampled)))
+  percentiles = lambda v: tuple(float(p) for p in np.nanpercentile(v, [2.5, 97.5]))
+  multiples = {"power_law": {}, "log_linear": {}, "combined": {}}
+  for name, values in losses.items():
+    point = {"power_law": data_multiple(values.mean(), fit),
+             "log_linear": log_linear_multiple(values.mean(), means(budgets))}
+    for form in point:
+      finite = [d for d in draws[form][name] if not math.isnan(d)]
+      multiples[form][name] = (point[form], *(percentiles(finite) if finite
+                                               else (math.nan, math.nan)))
+    lows = [multiples[f][name][1] for f in point if math.isfinite(multiples[f][name][1])]
+    highs = [multiples[f][name][2] for f in point if not math.isnan(multiples[f][name][2])]
+    multiples["combined"][name] = (point["power_law"], min(lows, default=math.nan),
+                                   max(highs, default=math.nan))
+  return {"fit": fit, "fit_intervals": [percentiles([p[i] for p in params]) for i in range(3)],
+          "multiples": multiples}

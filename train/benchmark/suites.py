@@ -13,9 +13,11 @@ import json
 import pathlib
 from typing import Any
 
-from layeropt_jax import LADM_SCALES, MALAO_SCALES, UNIT_SCALES
-from layeropt_jax.search import Grid
+from layeropt_jax import LADM_SCALES, LAMVS_SCALES, MALAO_SCALES, UNIT_SCALES
+from layeropt_jax.search import MULTIPLIER_GRID, Grid
 from train.benchmark.methods import METHODS, Method
+from train.benchmark.previous import NANO_V1, NANO_V2, Previous
+from train.benchmark.tuning import SQRT2_STEPS, Target, Tuning
 from train.config import REPORTS_SETUP, PLACEMENT, TrainConfig, fields_of
 from train.corpora import BUILDERS
 
@@ -52,72 +54,6 @@ def run_hash(config: TrainConfig) -> str:
 
 # The method every other is compared with, and whose data scaling is fitted.
 BASELINE = "adamw"
-
-
-@dataclasses.dataclass(frozen=True)
-class Previous:
-  """A superseded protocol's results, frozen: its verdicts and learning rates."""
-  results: str  # its results file, beside the suite's own
-  protocol: str  # how it differed from the suite's protocol now
-  claims: dict[str, dict[str, str]]  # claim text -> {"ratio": "m +- h", "verdict": ...}
-  lrs: dict[str, float]  # its chosen learning rate per method
-
-  def to_json(self) -> dict[str, Any]:
-    return {"report": self.results, "claims": self.claims, "lrs": self.lrs}
-
-
-def _claims(*rows: tuple[str, str, str]) -> dict[str, dict[str, str]]:
-  return {text: {"ratio": ratio, "verdict": verdict} for text, ratio, verdict in rows}
-
-
-NANO_V1 = Previous(
-    "nano_v1.md",
-    "the first 512 windows of a 5% held-out split, the learning rate chosen between the "
-    "two best points of the 2x grid, no correction for the number of claims",
-    _claims(
-        ("LADM beats AdamW by 11% (4.386 vs 4.927)", "1.0887 +- 0.0349", "refuted"),
-        ("LAMVS beats AdamW (4.822 vs 4.927)", "1.0046 +- 0.0440", "inconclusive"),
-        ("StableAdamW is near AdamW (4.918)", "0.9829 +- 0.0399", "inconclusive"),
-        ("LayerAdam is near AdamW (4.945)", "1.0088 +- 0.0402", "inconclusive"),
-        ("Sophia is worse than AdamW (5.091)", "1.1447 +- 0.0489", "confirmed"),
-        ("AOVS is worse than AdamW (5.50)", "0.8973 +- 0.0325", "refuted"),
-        ("LAMO is worse than AdamW (5.862)", "1.0608 +- 0.0417", "confirmed"),
-        ("MALAO is worse than AdamW (11.71)", "0.9906 +- 0.0413", "inconclusive"),
-        ("Muon is the best method (3.54)", "0.8929 +- 0.0322", "inconclusive")),
-    dict(muon=0.016, aovs=0.008, stable_adamw=0.008, malao=0.004, adamw=0.008,
-         lamvs=0.004, layer_adam=0.004, ademamix=0.004, lamb=0.008, lamo=0.004,
-         ladm=0.004, sophia=0.0005, lion=0.001))
-
-
-Coordinates = tuple[tuple[str, Grid], ...]
-SQRT2_STEPS = Grid(2 ** 0.5)
-
-
-@dataclasses.dataclass(frozen=True)
-class Tuning:
-  """A protocol that tunes every row (method and ablation) beyond its
-  learning rate: coordinate descent (`layeropt_jax.search`) at the
-  selection seeds, then the row's verdicts from confirmation seeds that no
-  choice has seen."""
-  selection_seeds: tuple[int, ...] = (0, 1, 2)
-  confirmation_seeds: tuple[int, ...] = tuple(range(100, 108))
-  # Visited in order by every row: the learning rate (sqrt(2) steps around
-  # its start), the weight decay (0 and its default x 1/3, 1, 3), the
-  # learning rate again at the decay chosen.
-  coordinates: Coordinates = (("lr", SQRT2_STEPS), ("weight_decay", Grid(3.0, zero=True)),
-                              ("lr", SQRT2_STEPS))
-  # Then, for the rows named, these: a hyperparameter we chose where a
-  # report is silent.
-  extra: dict[str, Coordinates] = dataclasses.field(default_factory=dict)
-  max_extensions: int = 4  # points a stage may add past its grid's edges
-
-  def __post_init__(self):
-    if set(self.selection_seeds) & set(self.confirmation_seeds):
-      raise ValueError(f"selection seeds {self.selection_seeds} and confirmation seeds "
-                       f"{self.confirmation_seeds} must be disjoint")
-
-  def coordinates_of(self, variant: "Variant") -> Coordinates:
-    return (*self.coordinates, *self.extra.get(variant.name, ()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +127,39 @@ class Suite:
     """The first grid's learning rates."""
     return [self.lr_at(center, k) for k in self.grid_exponents()]
 
+  def row(self, name: str) -> Variant:
+    """The method or ablation `name`."""
+    return next(v for v in (*self.methods, *self.ablations) if v.name == name)
+
+  def targets(self) -> tuple[Target, ...]:
+    """A tuned suite's targets: every row, then each multiplier search and
+    table at its row's point, then the baseline's budgets."""
+    tuning = self.tuning
+    targets = [Target(v, tuning.coordinates_of(v), tuning.confirmation_seeds)
+               for v in (*self.methods, *self.ablations)]
+    for name, optimizer in tuning.multipliers.items():
+      row = self.row(name)
+      targets.append(Target(
+          Variant(f"{name} + tuned multipliers", optimizer, dict(row.opt), parent=name,
+                  description=f"{name} at its chosen point, with the per-component "
+                              "multipliers a search found"),
+          tuple((label, MULTIPLIER_GRID) for label in tuning.multiplier_labels),
+          tuning.confirmation_seeds, after=name, passes=2))
+      for table, scales in tuning.tables.get(name, {}).items():
+        targets.append(Target(
+            Variant(f"{name} + {table} multipliers", optimizer,
+                    {**row.opt, "scales": dict(scales)}, parent=name,
+                    description=f"{name} at its chosen point, with {table}'s table"),
+            (), tuning.confirmation_seeds, after=name))
+    for multiple in tuning.data_multiples:
+      targets.append(Target(
+          Variant(f"{BASELINE} at {multiple:g}x", BASELINE, parent=BASELINE,
+                  description=f"{BASELINE} on {multiple:g}x the budget, its learning rate "
+                              "searched around the 1x choice"),
+          (("lr", SQRT2_STEPS),), tuning.scaling_seeds, after=BASELINE,
+          data_multiple=multiple))
+    return tuple(targets)
+
   def config(self, variant: Variant, lr: float, seed: int, runs_dir: pathlib.Path,
              data_multiple: float = 1.0, opt: dict[str, Any] | None = None,
              **placement: Any) -> TrainConfig:
@@ -251,12 +220,6 @@ NANO_SCALE_NOTE = (
     "hyperparameters (LADM's 500-step alpha warm-up, LAMVS's decaying epsilon) "
     "act over a 2000-step run, not a 10k-step one.")
 
-# The learning rates the `nano` suite's second protocol chose (results/nano.md).
-NANO_V2_LRS = dict(
-    adamw=0.00565685, ladm=0.00282843, lamvs=0.004, aovs=0.0113137, lamo=0.008,
-    malao=0.00282843, layer_adam=0.00282843, stable_adamw=0.00565685, muon=0.016,
-    sophia=0.000353553, lion=0.000707107, lamb=0.0113137, ademamix=0.00282843)
-
 SUITES = {
     "nano": Suite(
         "nano",
@@ -278,18 +241,31 @@ SUITES = {
         "nano_tuned",
         train=dict(NANO_TRAIN, data="python_packages", clip_norm=1.0),
         # Each row starts from the second protocol's choice (results/nano.md).
-        methods=tuple(Variant(name, name, center_lr=lr) for name, lr in NANO_V2_LRS.items()),
+        methods=tuple(Variant(name, name, center_lr=lr) for name, lr in NANO_V2.lrs.items()),
         ablations=ABLATIONS,
-        tuning=Tuning(extra={"ladm": (("b2", Grid(2.0, complement=True)),),
-                             "lamvs": (("b2", Grid(2.0, complement=True)),)}),
-        committed=True,
+        tuning=Tuning(
+            extra={"ladm": (("b2", Grid(2.0, complement=True)),),
+                   "lamvs": (("b2", Grid(2.0, complement=True)),)},
+            # AdamW's, and AOVS's (the second protocol's best), multipliers
+            # tuned; the nano model ties its head to the embedding, so five
+            # labels have parameters.
+            multipliers={"adamw": "layer_adam", "aovs": "aovs"},
+            multiplier_labels=("embedding", "attn_qkv", "attn_out", "mlp", "norm"),
+            tables={"adamw": {"LAMVS's": dict(LAMVS_SCALES), "LADM's": dict(LADM_SCALES),
+                              "MALAO's": dict(MALAO_SCALES)},
+                    "aovs": {"uniform": dict(UNIT_SCALES)}},
+            # 8x is 32.8M tokens, within the 47.8M of the train split.
+            data_multiples=(0.25, 0.5, 2.0, 4.0, 8.0), scaling_seeds=tuple(range(100, 105))),
+        previous=NANO_V2, committed=True,
         description="nano Qwen3 (1.05M parameters, vocabulary 2048) on the python_packages "
                     "corpus (read at most once by every run), 2000 steps of 16 x 128 "
                     "tokens, cosine schedule with 200 warm-up steps to 10% of the peak, "
                     "gradients clipped to global norm 1.0 for every method; every row "
                     "tuned by coordinate descent (learning rate, weight decay, learning "
                     "rate again; LADM's and LAMVS's b2 too) at seeds 0-2 and judged at "
-                    "seeds 100-107 alone",
+                    "seeds 100-107 alone; then AdamW's and AOVS's per-component "
+                    "multipliers tuned at their chosen points, and AdamW's data scaling "
+                    "from 0.25x to 8x the budget, its learning rate tuned at each",
         scale_note=NANO_SCALE_NOTE),
     "accelerator": Suite(
         "accelerator",
