@@ -185,3 +185,31 @@ def test_the_file_bootstrap_interval_holds_the_true_ratio():
     assert low < 1.05 < high
     widths.append(high - low)
   assert widths[1] < widths[0] / 2
+
+
+def test_the_runner_trains_every_target_as_sweeps_to_the_end(tmp_path, monkeypatch):
+  """`run_suite` on the tuned suite with training simulated (each sweep's
+  runs written with `_final_loss`): every target searched and confirmed,
+  each sweep a group of runs that differ only in learning rate and seed."""
+  from train import train as train_module
+  from train.benchmark import runner
+
+  sweeps = []
+
+  def simulated_sweep(configs, sweep_dir, on_step=None):
+    train_module.check_sweep(configs)
+    sweeps.append(len(configs))
+    pathlib.Path(sweep_dir).mkdir(parents=True)
+    for config in configs:
+      _write_run(config, _final_loss(config))
+
+  monkeypatch.setattr(runner, "train_sweep", simulated_sweep)
+  suite = _suite()
+  runner.run_suite(suite, tmp_path / "runs", tmp_path / "sweeps", {}, poll_seconds=0.01)
+  findings = tuned.analyse(suite, runs.collect(suite, tmp_path / "runs"), FILE_TOKENS)
+  assert findings.complete and findings.multipliers["adamw"]["table"] == BEST_SCALES
+  assert findings.scaling["budgets"][2.0]["lr"] == 0.00565685
+  # A learning-rate stage's 3 points at 3 seeds train as one sweep; each
+  # sweep's directory is removed once it has finished.
+  assert max(sweeps) == 9
+  assert [p.name for p in (tmp_path / "sweeps").rglob("*")] == [suite.name]
