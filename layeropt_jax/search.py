@@ -51,11 +51,20 @@ class Grid:
   def _spaced(self, value: float) -> float:
     return 1.0 - value if self.complement else value
 
-  def value(self, around: float, k: float) -> float:
-    """The point `k` steps from `around` (`k = -inf`: the point 0)."""
+  def value(self, around: float, k: float, anchor: float | None = None) -> float:
+    """The point `k` steps from `around` (`k = -inf`: the point 0).
+
+    With `anchor` (a search's start value), every point is computed from it,
+    `anchor * factor**n` for the integer `n` nearest `around`'s: a point
+    reached along two paths is one float (5.65685 times sqrt(2) is 8, not
+    7.99999), so that a later stage reuses an earlier one's runs.
+    """
     if k == -math.inf:
       return 0.0
-    return _canonical(self._spaced(self._spaced(around) * self.factor**k))
+    if anchor is None:
+      anchor = around
+    n = round(math.log(self._spaced(around) / self._spaced(anchor)) / math.log(self.factor))
+    return _canonical(self._spaced(self._spaced(anchor) * self.factor**(n + k)))
 
   def steps(self) -> list[float]:
     """The first grid's steps from the current value."""
@@ -135,7 +144,7 @@ def coordinate_search(start: Mapping[str, float],
   if passes < 1:
     raise ValueError(f"passes must be >= 1, got {passes}")
   point, path = {k: _canonical(v) for k, v in start.items()}, []
-  visit = list(coordinates)
+  anchors, visit = dict(point), list(coordinates)
   for _ in range(passes):
     moved = []
     for name, grid in visit:
@@ -143,7 +152,7 @@ def coordinate_search(start: Mapping[str, float],
       grid.check(around)
       steps = grid.steps()
       for extension in range(max_extensions + 1):
-        values = {k: grid.value(around, k) for k in steps}
+        values = {k: grid.value(around, k, anchors[name]) for k in steps}
         known = {v: [loss({**point, name: v}, s) for s in seeds] for v in values.values()}
         pending = [({**point, name: v}, s) for v, losses in known.items()
                    for s, x in zip(seeds, losses) if x is None]

@@ -172,3 +172,24 @@ def test_search_multipliers_tunes_a_small_model_of_your_own():
   # is the table found.
   first, last = search.path[0], search.path[-1]
   assert last.losses[last.chosen] <= first.losses[1.0]
+
+
+def test_a_point_reached_along_two_paths_is_one_point():
+  """From a start, every stage's points lie on the start's lattice: sqrt(2)
+  four times from 1 is 4, around 5.65685 a step up is 8 (not 7.99999), so a
+  later stage reuses an earlier one's evaluations."""
+  grid = Grid(SQRT2)
+  assert grid.value(5.65685, 1) == 7.99999  # alone, rounding drifts
+  assert grid.value(5.65685, 1, anchor=1.0) == 8.0
+  assert [grid.value(2.82843, k, anchor=1.0) for k in (-1, 0, 1, 2)] == [
+      2.0, 2.82843, 4.0, 5.65685]
+  assert Grid(2.0, complement=True).value(0.9, -1, anchor=0.95) == 0.95
+  # Stage 1 stops at 5.65685 (its extensions spent); stage 2 around it
+  # asks only for the two points above that stage 1 has not evaluated.
+  objective = _bowl({"x": 8.0})
+  calls = []
+  search = tune(lambda p, s: calls.append(p["x"]) or objective(p, s), {"x": 1.0},
+                [("x", Grid(SQRT2, width=2))] * 2, seeds=(0,), max_extensions=3)
+  assert [stage.chosen for stage in search.path] == [5.65685, 8.0]
+  assert sorted(set(search.path[1].losses) - set(search.path[0].losses)) == [8.0, 11.3137]
+  assert len(calls) == len(set(calls)) and search.path[1].inside
