@@ -49,9 +49,13 @@ def _multiple(scaling: dict[str, Any] | None, name: str) -> str:
     return "-"
   value, lo, hi = scaling["multiples"][name]
   low, high = scaling["fitted_range"]
-  beyond = "" if low <= value <= high else " (extrapolated)"
+  return multiple_cell(value, lo, hi, "" if low <= value <= high else " (extrapolated)")
+
+
+def multiple_cell(value: float, lo: float, hi: float, note: str = "") -> str:
+  """A data multiple and its interval: `1.63x [1.41, 1.90]`."""
   show = lambda v: "inf" if v == math.inf else md.number(v, ".2f")
-  return f"{show(value)}x [{show(lo)}, {show(hi)}]{beyond}"
+  return f"{show(value)}x [{show(lo)}, {show(hi)}]{note}"
 
 
 def header(suite: Suite, results: dict[str, Any]) -> list[str]:

@@ -137,8 +137,9 @@ def _row(plan: Plan, target: Target, search: Search, by_hash: Mapping[str, dict[
   if not search.done:
     return row
   configs = {seed: plan.tuned_config(target, search.point, seed) for seed in target.seeds}
-  seeds = {seed: by_hash[h] for seed, c in configs.items() if (h := run_hash(c)) in by_hash}
-  row["pending"] = [c for c in configs.values() if run_hash(c) not in by_hash]
+  hashes = {seed: run_hash(c) for seed, c in configs.items()}
+  seeds = {seed: by_hash[h] for seed, h in hashes.items() if h in by_hash}
+  row["pending"] = [configs[seed] for seed, h in hashes.items() if h not in by_hash]
   if not seeds:
     return row
   mean, half = stats.mean_ci([final(r) for r in seeds.values()])

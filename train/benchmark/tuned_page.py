@@ -211,9 +211,7 @@ def _multiple(scaling: dict[str, Any] | None, name: str) -> str:
   """A row's data multiple by the power law and the interval of both forms."""
   if scaling is None or name not in scaling["multiples"]["combined"]:
     return "-"
-  value, low, high = scaling["multiples"]["combined"][name]
-  show = lambda v: "inf" if v == math.inf else md.number(v, ".2f")
-  return f"{show(value)}x [{show(low)}, {show(high)}]"
+  return render.multiple_cell(*scaling["multiples"]["combined"][name])
 
 
 def multipliers(suite: Suite, findings: TunedFindings) -> list[str]:
