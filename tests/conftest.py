@@ -10,7 +10,13 @@ from train.hardware import compilers
 # them, as no process a user starts does.
 compilers.use()
 # Simulated CPU devices for the parallel tests; must precede the first jax import.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# The tests' programs run a few steps and take longer to compile than to run:
+# LLVM's -O0 halves XLA's CPU compile time, and gives the same results to
+# float32 rounding (tests compare programs compiled alike). The processes
+# tests start inherit it (tests.helpers.environment); a user's commands
+# (README's, the docs') run without it.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 "
+                      "--xla_backend_optimization_level=0")
 # Many tests (and the training processes they start, which inherit it) compile
 # the same programs: JAX's persistent cache compiles each once. A program
 # loaded from it is the one compiled, so results are unchanged.

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -35,8 +36,11 @@ def command(workdir, *args):
 
 
 def environment(cache, devices=1):
-  return {**os.environ, "TFDS_DATA_DIR": str(cache),
-          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  """This process's environment (its XLA flags, tests/conftest.py) with
+  `devices` simulated CPU devices and the data cache `cache`."""
+  flags = re.sub(r"--xla_force_host_platform_device_count=\d+",
+                 f"--xla_force_host_platform_device_count={devices}", os.environ["XLA_FLAGS"])
+  return {**os.environ, "TFDS_DATA_DIR": str(cache), "XLA_FLAGS": flags}
 
 
 def run(args, cache, devices=1):

@@ -7,6 +7,8 @@ import nbformat
 from nbclient import NotebookClient
 import pytest
 
+from tests.helpers import environment
+
 NOTEBOOKS = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
 
 
@@ -15,7 +17,7 @@ def test_notebook_runs(name, monkeypatch, tmp_path, data_cache):
   monkeypatch.setenv("LAYEROPT_NOTEBOOK_QUICK", "1")
   monkeypatch.setenv("TFDS_DATA_DIR", str(data_cache))
   monkeypatch.setenv("LAYEROPT_NOTEBOOK_RUNS", str(tmp_path / "runs"))
-  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+  monkeypatch.setenv("XLA_FLAGS", environment(data_cache)["XLA_FLAGS"])  # one device
   notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
   NotebookClient(notebook, timeout=900, kernel_name="python3",
                  resources={"metadata": {"path": str(NOTEBOOKS.parent)}}).execute()

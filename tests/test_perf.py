@@ -35,7 +35,8 @@ def test_trainer_step_compares_with_eager_and_compiled_pytorch_and_the_matmul_pe
   out = tmp_path / "train.json"
   # torch.compile's eager backend runs the compiled path without generating code
   # (Inductor takes minutes on 2 cores); results/perf.md's figures are Inductor's.
-  trainer_step.main(["--configs", "nano", "--reps", "1", "--iters", "1", "--sweep-runs", "0",
+  trainer_step.main(["--configs", "nano", "--batch-size", "8", "--seq-len", "16", "--reps", "1",
+                     "--iters", "1", "--sweep-runs", "0",
                      "--torch-compile-backend", "eager", "--out", str(out)])
   report = json.loads(out.read_text())
   assert report["command"].startswith("python -m train.perf.trainer_step --configs nano")
@@ -80,8 +81,8 @@ def test_metrics_overhead_reports_the_ratio(tmp_path):
   from train.perf import metrics_overhead
 
   out = tmp_path / "overhead.json"
-  metrics_overhead.main(["--configs", "nano", "--reps", "1", "--iters", "1",
-                         "--out", str(out)])
+  metrics_overhead.main(["--configs", "nano", "--batch-size", "8", "--seq-len", "16",
+                         "--reps", "1", "--iters", "1", "--out", str(out)])
   nano = json.loads(out.read_text())["configs"]["nano"]
   assert nano["ratios"] and nano["time_ratio"] == nano["ratios"][0] > 0
 
