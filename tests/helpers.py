@@ -38,8 +38,9 @@ def command(workdir, *args):
 def environment(cache, devices=1):
   """This process's environment (its XLA flags, tests/conftest.py) with
   `devices` simulated CPU devices and the data cache `cache`."""
-  flags = re.sub(r"--xla_force_host_platform_device_count=\d+",
-                 f"--xla_force_host_platform_device_count={devices}", os.environ["XLA_FLAGS"])
+  others = re.sub(r"--xla_force_host_platform_device_count=\d+", "",
+                  os.environ.get("XLA_FLAGS", "")).split()
+  flags = " ".join([f"--xla_force_host_platform_device_count={devices}", *others])
   return {**os.environ, "TFDS_DATA_DIR": str(cache), "XLA_FLAGS": flags}
 
 
