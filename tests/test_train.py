@@ -34,12 +34,20 @@ def snapshot(directory):
   return {p: p.read_bytes() for p in sorted(pathlib.Path(directory).rglob("*")) if p.is_file()}
 
 
-def test_resume_conflicts_and_interrupted_saves(tmp_path, data_cache):
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory, data_cache):
+  """The workdir of one finished SHORT run, which the tests below read and
+  never write: the uninterrupted run that interrupted ones must end as, and
+  a finished run to start from."""
+  workdir = tmp_path_factory.mktemp("short") / "run"
+  run(command(workdir, *SHORT), data_cache)
+  return workdir
+
+
+def test_resume_conflicts_and_interrupted_saves(tmp_path, data_cache, short_run):
   """One run stopped three ways (Ctrl-C, killed, killed mid-save), each time
   rerun by the same command, ends as the uninterrupted run: each step once."""
-  uninterrupted = tmp_path / "uninterrupted"
-  run(command(uninterrupted, *SHORT), data_cache)
-  expected = without_timing(records(uninterrupted))
+  expected = without_timing(records(short_run))
   workdir = tmp_path / "interrupted"
   checkpoints = workdir / "checkpoints"
 
@@ -82,15 +90,13 @@ def test_resume_conflicts_and_interrupted_saves(tmp_path, data_cache):
   assert without_timing(records(workdir)) == expected
 
 
-def test_a_signal_checkpoints_the_step_in_flight(tmp_path, data_cache):
+def test_a_signal_checkpoints_the_step_in_flight(tmp_path, data_cache, short_run):
   """Ctrl-C (SIGINT) and a preempted job's SIGTERM between checkpoints: the
   steps in flight finish and are checkpointed, the exit code is 128 + the
   signal, the last line names that step, and a rerun ends as the
-  uninterrupted run."""
+  uninterrupted run (whose checkpoints, every 10 steps, change no record)."""
   args = [*SHORT, "--checkpoint-every", "100"]  # none but the last step's
-  uninterrupted = tmp_path / "uninterrupted"
-  run(command(uninterrupted, *args), data_cache)
-  expected = without_timing(records(uninterrupted))
+  expected = without_timing(records(short_run))
   for sig in (signal.SIGINT, signal.SIGTERM):
     workdir = tmp_path / sig.name
     metrics_file = workdir / "metrics.jsonl"
@@ -168,11 +174,11 @@ def test_a_run_logs_a_line_per_component_and_writes_every_parameter(tmp_path, ca
     assert all(row in logged for row in table) == verbose
 
 
-def test_init_from_a_runs_workdir_starts_a_new_run_from_its_parameters(tmp_path, data_cache):
+def test_init_from_a_runs_workdir_starts_a_new_run_from_its_parameters(
+    tmp_path, data_cache, short_run):
   """A finished run seeds a longer one: its parameters, a fresh optimizer and
   schedule; rerunning it with a larger --steps is refused, naming --init-from."""
-  first = tmp_path / "first"
-  run(command(first, *SHORT), data_cache)
+  first = short_run
   with pytest.raises(ValueError, match=re.escape(
       f"use a new --workdir, with --init-from {first} to start from its parameters")):
     preflight([from_args(command(first, *SHORT, "--steps", "120")[3:])])
